@@ -1,0 +1,1 @@
+"""rstsafe.testing: a misbehaving server that reproduces every reset cause on loopback."""
