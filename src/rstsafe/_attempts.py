@@ -1,0 +1,248 @@
+"""The bookkeeping every adapter driver shares: one connection's life, one request's attempts.
+
+An adapter (urllib3/requests, httpx sync and async) owns the I/O; everything it has
+to *decide* goes through the two objects here, so the four drivers are short loops
+around the same code:
+
+* :class:`ConnectionLife` is attached to each pooled connection. It knows when the
+  connection was opened and last finished a response, how many requests it served,
+  and counts the bytes of the current attempt, which is what turns "maybe sent" into
+  "provably not sent".
+* :class:`RequestAttempts` is created per request. After each attempt it classifies
+  the failure, tells the origin's keep-alive state what was learned, asks the retry
+  policy what to do, and records the attempt; when the driver gives up it builds the
+  error that carries every attempt.
+
+A driver looks like this (the async one awaits instead)::
+
+    attempts = RequestAttempts(policy=policy, replay=replay, keepalive=state)
+    while True:
+        try:
+            response = send()  # the adapter's I/O, on a pooled or fresh connection
+        except Exception as exc:
+            decision = attempts.failed(exc, life.facts())
+            if not decision.retry:
+                raise attempts.error(...) from exc
+            sleep(decision.delay)
+            continue
+        ...
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from rstsafe._classify import ConnectionFacts, Failure, Origin, classify
+from rstsafe._clock import Clock, MonotonicClock
+from rstsafe._errors import RequestMaybeSentError, RequestNotSentError, RstsafeError, error_for
+from rstsafe._idempotency import Replayability
+from rstsafe._keepalive import OriginKeepAlive, parse_keep_alive
+from rstsafe._retry import RetryDecision, RetryHistory, RetryPolicy
+
+__all__ = ("ConnectionLife", "RequestAttempts")
+
+
+class ConnectionLife:
+    """The life of one pooled connection, as the keep-alive and retry rules need it.
+
+    Not thread safe by itself: a connection is used by one request at a time, and the
+    pool hands it over under its own lock.
+
+    Attributes:
+        origin: Where the connection goes.
+        created_at: When it was established (the clock's seconds).
+        last_used_at: When its last response was read completely (``created_at`` before).
+        requests_served: Requests it completed.
+        requests_remaining: The ``max=`` of the last ``Keep-Alive`` header, if any.
+        bytes_sent: Bytes written in the current attempt.
+        bytes_received: Bytes read in the current attempt.
+    """
+
+    __slots__ = (
+        "_attempt_idle",
+        "_attempt_reused",
+        "_attempt_served",
+        "_attempt_started",
+        "_clock",
+        "bytes_received",
+        "bytes_sent",
+        "created_at",
+        "last_used_at",
+        "origin",
+        "requests_remaining",
+        "requests_served",
+    )
+
+    def __init__(self, origin: Origin | None = None, *, clock: Clock | None = None) -> None:
+        self._clock: Clock = clock if clock is not None else MonotonicClock()
+        self.origin = origin
+        self.created_at = self.last_used_at = self._clock.now()
+        self.requests_served = 0
+        self.requests_remaining: int | None = None
+        self.bytes_sent = 0
+        self.bytes_received = 0
+        self._attempt_started: float | None = None
+        self._attempt_reused = False
+        self._attempt_idle = 0.0
+        self._attempt_served = 0
+
+    def idle_seconds(self) -> float:
+        """Seconds since the connection last finished a response (or was opened)."""
+        return max(0.0, self._clock.now() - self.last_used_at)
+
+    def expiry_reason(self, keepalive: OriginKeepAlive) -> str | None:
+        """Why this idle connection must not be reused now, or None (see ``OriginKeepAlive``)."""
+        return keepalive.expiry_reason(
+            created_at=self.created_at,
+            last_used_at=self.last_used_at,
+            requests_served=self.requests_served,
+            now=self._clock.now(),
+            requests_remaining=self.requests_remaining,
+        )
+
+    def begin_attempt(self) -> None:
+        """Mark the start of a request on this connection; resets the byte counters."""
+        now = self._clock.now()
+        self._attempt_started = now
+        self._attempt_reused = self.requests_served > 0
+        self._attempt_idle = max(0.0, now - self.last_used_at)
+        self._attempt_served = self.requests_served
+        self.bytes_sent = 0
+        self.bytes_received = 0
+
+    def finish_request(self, keep_alive: str | bytes | None = None) -> None:
+        """Record a response read completely, with its ``Keep-Alive`` header if any."""
+        self.requests_served += 1
+        self.last_used_at = self._clock.now()
+        if keep_alive is not None:
+            parsed = parse_keep_alive(keep_alive)
+            if parsed.max is not None:
+                self.requests_remaining = parsed.max
+
+    def facts(self) -> ConnectionFacts:
+        """The facts of the current (or last) attempt, for classification and learning."""
+        now = self._clock.now()
+        if self._attempt_started is None:
+            return ConnectionFacts(
+                origin=self.origin,
+                reused=self.requests_served > 0,
+                idle_seconds=max(0.0, now - self.last_used_at),
+                requests_served=self.requests_served,
+                age_seconds=max(0.0, now - self.created_at),
+                bytes_sent=self.bytes_sent,
+                bytes_received=self.bytes_received,
+            )
+        return ConnectionFacts(
+            origin=self.origin,
+            reused=self._attempt_reused,
+            idle_seconds=self._attempt_idle,
+            requests_served=self._attempt_served,
+            age_seconds=max(0.0, self._attempt_started - self.created_at),
+            bytes_sent=self.bytes_sent,
+            bytes_received=self.bytes_received,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"ConnectionLife(origin={self.origin!r}, requests_served={self.requests_served}, "
+            f"idle={self.idle_seconds():.2f}s)"
+        )
+
+
+class RequestAttempts:
+    """The attempts of one request: classify, learn, decide, record; build the final error.
+
+    Args:
+        policy: The retry policy.
+        replay: Whether the request may be sent again (:func:`rstsafe.replayability`).
+        keepalive: The origin's keep-alive state, taught by every attempt; None to skip.
+        rng: Random generator for backoff jitter (seed it in tests).
+    """
+
+    __slots__ = ("_keepalive", "_policy", "_replay", "_rng", "history", "last_failure")
+
+    def __init__(
+        self,
+        *,
+        policy: RetryPolicy,
+        replay: Replayability,
+        keepalive: OriginKeepAlive | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._policy = policy
+        self._replay = replay
+        self._keepalive = keepalive
+        self._rng = rng
+        self.history = RetryHistory()
+        self.last_failure: Failure | None = None
+
+    @property
+    def replay(self) -> Replayability:
+        """The request's replayability."""
+        return self._replay
+
+    def failed(self, exc: BaseException, facts: ConnectionFacts | None = None) -> RetryDecision:
+        """Classify a failed attempt, learn from it, and decide what to do next."""
+        failure = classify(exc, facts=facts)
+        if self._keepalive is not None and facts is not None:
+            self._keepalive.observe_attempt(facts, failure)
+        decision = self._policy.decide(failure, self._replay, self.history, rng=self._rng)
+        self.history = self.history.record(decision, failure=failure)
+        self.last_failure = failure
+        return decision
+
+    def succeeded(
+        self,
+        facts: ConnectionFacts | None = None,
+        *,
+        status: int | None = None,
+        keep_alive: str | bytes | None = None,
+        retry_after: str | bytes | None = None,
+    ) -> RetryDecision | None:
+        """Learn from an attempt that got a response; return a decision to resend it, or None.
+
+        A status in the policy's ``retry_statuses`` (429, 503, ...) may be retried when
+        the request is replayable; the caller then discards the response and follows
+        the decision. Any other response is the answer (None).
+        """
+        if self._keepalive is not None:
+            if facts is not None:
+                self._keepalive.observe_attempt(facts)
+            if keep_alive is not None:
+                served = None if facts is None else (facts.requests_served or 0) + 1
+                self._keepalive.observe_header(keep_alive, requests_served=served)
+        if status is None or status not in self._policy.retry_statuses:
+            return None
+        decision = self._policy.decide_status(
+            status, self._replay, self.history, retry_after=retry_after, rng=self._rng
+        )
+        if not decision.retry:
+            return None
+        self.history = self.history.record(decision, status=status)
+        return decision
+
+    def error(
+        self,
+        *,
+        not_sent_cls: type[RstsafeError] = RequestNotSentError,
+        maybe_sent_cls: type[RstsafeError] = RequestMaybeSentError,
+        **kwargs: Any,
+    ) -> RstsafeError:
+        """The error to raise after the last failed attempt (``raise ... from exc``).
+
+        Adapters pass their subclasses that also inherit from the host library's
+        exception (``requests.ConnectionError``, ``httpx.TransportError``), and the
+        keyword arguments those need (``request=``).
+        """
+        if self.last_failure is None:
+            raise RuntimeError("RequestAttempts.error() called before any failed attempt")
+        keepalive = self._keepalive.describe() if self._keepalive is not None else None
+        return error_for(
+            self.last_failure,
+            history=self.history,
+            keepalive=keepalive,
+            not_sent_cls=not_sent_cls,
+            maybe_sent_cls=maybe_sent_cls,
+            **kwargs,
+        )
