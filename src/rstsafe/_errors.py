@@ -1,0 +1,217 @@
+"""Errors, organised by the question that matters for retry: could the server have
+received the request?
+
+::
+
+    RstsafeError(Exception)
+    ├── RequestNotSentError      provably nothing reached the server: safe to resend
+    └── RequestMaybeSentError    the server may have received (and acted on) it
+
+Builtins (``ConnectionError``, ``TimeoutError``) are not shadowed. Each error carries
+the last :class:`~rstsafe.Failure` (kind, delivery, connection facts) and the
+:class:`~rstsafe.RetryHistory` of every attempt.
+
+Adapters combine these with their library's own exception so that existing ``except``
+clauses keep working::
+
+    class NotSentConnectionError(rstsafe.RequestNotSentError,
+                                 requests.exceptions.ConnectionError):
+        pass
+
+    raise NotSentConnectionError(message, failure=failure, history=history,
+                                 request=prepared_request) from exc
+
+``__init__`` is cooperative: it takes ``message`` first, its own facts as keyword-only
+arguments, and passes every other argument on to the next class in the MRO (here
+requests' ``RequestException``, which takes ``request=``/``response=``; for httpx,
+``httpx.TransportError`` takes ``request=``). :func:`error_for` picks the class from
+the failure's delivery.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rstsafe._classify import Delivery, Failure, FailureKind
+from rstsafe._retry import RetryHistory
+
+__all__ = (
+    "RequestMaybeSentError",
+    "RequestNotSentError",
+    "RstsafeError",
+    "describe_failure",
+    "error_for",
+)
+
+_PREPOSITION = {
+    FailureKind.RESET: "by",
+    FailureKind.CLOSED: "by",
+    FailureKind.REFUSED: "by",
+    FailureKind.CONNECT_TIMEOUT: "to",
+    FailureKind.CONNECT_ERROR: "to",
+    FailureKind.UNREACHABLE: "for",
+    FailureKind.NAME_RESOLUTION: "for",
+    FailureKind.READ_TIMEOUT: "from",
+    FailureKind.TRUNCATED_BODY: "from",
+    FailureKind.WRITE_TIMEOUT: "to",
+    FailureKind.BROKEN_PIPE: "to",
+}
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}" if count == 1 else f"{count} {word}s"
+
+
+def describe_failure(
+    failure: Failure,
+    *,
+    history: RetryHistory | None = None,
+    reason: str | None = None,
+    keepalive: str | None = None,
+) -> str:
+    """A message a person can act on, built from the facts.
+
+    For example: ``connection reset by 127.0.0.1:8080 after 3 requests, idle 4.98 s
+    (server keep-alive learned: 5 s); POST not retried: not idempotent and the request
+    may have been sent [ConnectionResetError: [Errno 104] Connection reset by peer]``.
+
+    Args:
+        failure: The last failure.
+        history: Every attempt; its last decision's reason is used when ``reason`` is None.
+        reason: Why the request was not retried (or is being retried).
+        keepalive: A keep-alive summary, e.g. ``OriginKeepAlive.describe()``.
+
+    Returns:
+        One line of text.
+    """
+    facts = failure.facts
+    text = failure.kind.value
+    if facts.origin is not None:
+        text += f" {_PREPOSITION.get(failure.kind, 'with')} {facts.origin}"
+    details: list[str] = []
+    if facts.reused is True:
+        if facts.requests_served is not None:
+            details.append(f"after {_plural(facts.requests_served, 'request')}")
+        else:
+            details.append("on a reused connection")
+    elif facts.reused is False:
+        details.append("on a fresh connection")
+    if facts.idle_seconds is not None:
+        details.append(f"idle {facts.idle_seconds:.2f} s")
+    if facts.age_seconds is not None:
+        details.append(f"age {facts.age_seconds:.2f} s")
+    if facts.bytes_sent is not None or facts.bytes_received is not None:
+        sent = "?" if facts.bytes_sent is None else str(facts.bytes_sent)
+        received = "?" if facts.bytes_received is None else str(facts.bytes_received)
+        details.append(f"{sent} bytes sent, {received} received")
+    if details:
+        text += " " + ", ".join(details)
+    if keepalive:
+        text += f" ({keepalive})"
+    if reason is None and history is not None and history.last is not None:
+        reason = history.last.decision.reason
+    if reason:
+        text += f"; {reason}"
+    if history is not None and len(history) > 1:
+        text += f" ({_plural(len(history), 'attempt')})"
+    if failure.detail:
+        text += f" [{failure.detail}]"
+    return text
+
+
+class RstsafeError(Exception):
+    """Base of rstsafe's errors: a request failed and was not (or no longer) retried.
+
+    Attributes:
+        message: The human-readable message.
+        failure: The last attempt's classification, if any.
+        history: Every failed attempt with the decision taken.
+    """
+
+    message: str
+    failure: Failure | None
+    history: RetryHistory
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *args: Any,
+        failure: Failure | None = None,
+        history: RetryHistory | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Create the error; extra arguments go to the next class in the MRO.
+
+        Args:
+            message: The message; built with :func:`describe_failure` when None.
+            *args: Passed on (for mixins with library exceptions).
+            failure: The last failure.
+            history: Every attempt made.
+            **kwargs: Passed on (e.g. ``request=`` for requests' and httpx' exceptions).
+        """
+        history = history if history is not None else RetryHistory()
+        if message is None:
+            message = (
+                describe_failure(failure, history=history)
+                if failure is not None
+                else "request failed"
+            )
+        self.message = message
+        self.failure = failure
+        self.history = history
+        super().__init__(message, *args, **kwargs)
+
+    @property
+    def delivery(self) -> Delivery | None:
+        """Whether the server could have received the request, if known."""
+        return self.failure.delivery if self.failure is not None else None
+
+    @property
+    def attempts(self) -> int:
+        """How many attempts failed (at least 1 when a failure is known)."""
+        return max(len(self.history), 1 if self.failure is not None else 0)
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class RequestNotSentError(RstsafeError):
+    """Provably nothing of the request reached the server; resending is safe."""
+
+
+class RequestMaybeSentError(RstsafeError):
+    """The server may have received the request, and may have acted on it."""
+
+
+def error_for(
+    failure: Failure,
+    *,
+    history: RetryHistory | None = None,
+    keepalive: str | None = None,
+    message: str | None = None,
+    not_sent_cls: type[RstsafeError] = RequestNotSentError,
+    maybe_sent_cls: type[RstsafeError] = RequestMaybeSentError,
+    **kwargs: Any,
+) -> RstsafeError:
+    """Build the error for a failure, choosing the class by its delivery.
+
+    Adapters pass their mixin subclasses, e.g.
+    ``raise error_for(failure, history=h, not_sent_cls=MyNotSent,
+    maybe_sent_cls=MyMaybeSent, request=request) from exc``.
+
+    Args:
+        failure: The last failure.
+        history: Every attempt.
+        keepalive: A keep-alive summary for the message.
+        message: The message (default: :func:`describe_failure`).
+        not_sent_cls: The class for ``NOT_SENT`` failures.
+        maybe_sent_cls: The class for ``MAYBE_SENT`` failures.
+        **kwargs: Passed to the class (e.g. ``request=``).
+
+    Returns:
+        An instance of ``not_sent_cls`` or ``maybe_sent_cls`` (not raised).
+    """
+    if message is None:
+        message = describe_failure(failure, history=history, keepalive=keepalive)
+    cls = not_sent_cls if failure.delivery is Delivery.NOT_SENT else maybe_sent_cls
+    return cls(message, failure=failure, history=history, **kwargs)

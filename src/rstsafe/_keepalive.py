@@ -1,0 +1,662 @@
+"""Keep-alive policy: give an idle connection up before the server does.
+
+Rule of thumb at every hop: the side that reuses a connection must give it up before the
+side that accepts it does. The server's idle timeout is taken, in order, from explicit
+configuration (``server_keepalive=``), the ``Keep-Alive: timeout=N`` response header,
+or nothing (a default TTL). Learning from observed closes can only *shorten* the TTL:
+a close is a fact, a configured or announced timeout is a claim.
+
+Pure code: every method takes its times as arguments; randomness comes from an injected
+:class:`random.Random` (jitter, via :func:`rstsafe._clock.jittered`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import math
+import random
+import threading
+from collections.abc import Iterator
+
+from rstsafe._classify import ConnectionFacts, Failure, Origin
+from rstsafe._clock import Clock, MonotonicClock, jittered
+
+__all__ = (
+    "DEFAULT_IDLE_TTL",
+    "IdleTTL",
+    "KeepAlive",
+    "KeepAliveHeader",
+    "KeepAliveRegistry",
+    "OriginKeepAlive",
+    "TTLSource",
+    "parse_keep_alive",
+)
+
+# The idle TTL when nothing is known about the server. Some precedents:
+# - Go net/http Transport.IdleConnTimeout: 90 s (above nginx's 75 s: Go relies on retries)
+# - undici (Node's fetch): keepAliveTimeout 4 s
+# - httpx/httpcore: keepalive_expiry 5 s
+# - aiohttp: keepalive_timeout 15 s
+# - servers: nginx keepalive_timeout 75 s, Apache httpd KeepAliveTimeout 5 s,
+#   uvicorn timeout_keep_alive 5 s, Node http.Server keepAliveTimeout 5 s,
+#   gunicorn keepalive 2 s.
+# 4 s, like undici: below the 5 s of uvicorn, Node and Apache (the commonest short
+# timeouts) with 1 s to spare for the race, while keeping reuse for bursty traffic.
+# gunicorn's 2 s is below it: the first stale connection teaches the origin's state
+# (learning) and is retried at once on a fresh connection when that is safe.
+DEFAULT_IDLE_TTL = 4.0
+
+# Margin below a known server timeout: min(margin, margin_fraction * timeout).
+# The margin covers the race of C2: the server's idle clock starts when it sent its last
+# byte, ours when we read it (half an RTT later), and our next request needs another
+# half RTT plus scheduling delays to arrive. undici subtracts a fixed 2 s
+# (keepAliveTimeoutThreshold); HikariCP asks for a lifetime "several seconds shorter"
+# than any infrastructure limit. A fixed 2 s is right for nginx's 75 s but leaves
+# nothing of gunicorn's 2 s, so short timeouts get a proportional margin instead:
+# 25 % keeps 1.5 s of gunicorn's 2 s and 3.75 s of uvicorn's 5 s, and every timeout
+# above 8 s loses exactly 2 s.
+DEFAULT_MARGIN = 2.0
+DEFAULT_MARGIN_FRACTION = 0.25
+
+# Jitter only shortens (see jittered()); HikariCP takes up to 2.5 % off maxLifetime.
+# 5 % spreads the expiries of a burst of connections opened together.
+DEFAULT_JITTER = 0.05
+
+# Max lifetime: re-resolve and re-balance at least every 5 minutes (DNS changes, load
+# balancers adding backends), below the 350 s of AWS NLB/NAT gateways for connections
+# kept warm by traffic. Costs one handshake per connection per 5 minutes. HikariCP's
+# default maxLifetime is 30 minutes; Go, OkHttp and httpx have none.
+DEFAULT_MAX_LIFETIME = 300.0
+
+# Learned bounds are forgotten this long after the last close that set them, so that
+# one spurious reset (a crash, a restart, a middlebox) or a server whose timeout went
+# up cannot pin an origin's TTL low forever. Relearning costs at most one stale
+# connection per origin per window, retried at once when the request allows it.
+DEFAULT_LEARN_MEMORY = 600.0
+
+# Keep-Alive header values beyond these are hostile or nonsense and ignored.
+MAX_HEADER_TIMEOUT = 86_400.0  # one day
+MAX_HEADER_MAX = 1_000_000_000
+_MAX_HEADER_LENGTH = 1024
+
+
+class TTLSource(enum.Enum):
+    """Where an idle TTL came from."""
+
+    CONFIGURED = "configured"
+    """``KeepAlive(server_keepalive=...)``."""
+    HEADER = "header"
+    """The server's ``Keep-Alive: timeout=N`` response header."""
+    LEARNED = "learned"
+    """Observed closes and successful reuses of this origin's connections."""
+    DEFAULT = "default"
+    """Nothing known: ``KeepAlive.default_idle_ttl``."""
+
+
+def _finite_non_negative(name: str, value: float | None, *, allow_none: bool = True) -> None:
+    if value is None:
+        if not allow_none:
+            raise ValueError(f"{name} must be a number, got None")
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{name} must be a number, got {value!r}")
+    if math.isnan(value) or math.isinf(value) or value < 0:
+        raise ValueError(f"{name} must be finite and >= 0, got {value!r}")
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class KeepAlive:
+    """Keep-alive configuration, shared by every origin of a pool (frozen).
+
+    Attributes:
+        server_keepalive: The server's idle timeout in seconds, when you know it (for
+            example nginx's ``keepalive_timeout``). Wins over the header and the default.
+        default_idle_ttl: The TTL used as is when nothing is known about the server
+            (4 s; see ``DEFAULT_IDLE_TTL``). No margin is taken off it.
+        margin: Absolute margin below a known server timeout, in seconds.
+        margin_fraction: Proportional margin; the margin applied is
+            ``min(margin, margin_fraction * timeout)``.
+        jitter: Fraction (0 to <1) by which TTLs and lifetimes are randomly shortened.
+        max_lifetime: Close connections older than this (jittered); None for no limit.
+        max_requests: Close connections after this many requests; None for no limit
+            (the header's ``max=`` still applies).
+        learn: Learn the server's timeout from observed closes and reuses.
+        learn_memory: Forget learned bounds this many seconds after the last close that
+            set them (None: never forget).
+        use_header: Honour the ``Keep-Alive`` response header.
+    """
+
+    server_keepalive: float | None = None
+    default_idle_ttl: float = DEFAULT_IDLE_TTL
+    margin: float = DEFAULT_MARGIN
+    margin_fraction: float = DEFAULT_MARGIN_FRACTION
+    jitter: float = DEFAULT_JITTER
+    max_lifetime: float | None = DEFAULT_MAX_LIFETIME
+    max_requests: int | None = None
+    learn: bool = True
+    learn_memory: float | None = DEFAULT_LEARN_MEMORY
+    use_header: bool = True
+
+    def __post_init__(self) -> None:
+        _finite_non_negative("server_keepalive", self.server_keepalive)
+        _finite_non_negative("default_idle_ttl", self.default_idle_ttl, allow_none=False)
+        _finite_non_negative("margin", self.margin, allow_none=False)
+        _finite_non_negative("margin_fraction", self.margin_fraction, allow_none=False)
+        if self.margin_fraction >= 1.0:
+            raise ValueError(f"margin_fraction must be < 1, got {self.margin_fraction!r}")
+        _finite_non_negative("jitter", self.jitter, allow_none=False)
+        if self.jitter >= 1.0:
+            raise ValueError(f"jitter must be < 1, got {self.jitter!r}")
+        _finite_non_negative("max_lifetime", self.max_lifetime)
+        _finite_non_negative("learn_memory", self.learn_memory)
+        if self.max_lifetime is not None and self.max_lifetime == 0:
+            raise ValueError("max_lifetime must be > 0 or None, got 0")
+        if self.max_requests is not None and (
+            isinstance(self.max_requests, bool)
+            or not isinstance(self.max_requests, int)
+            or self.max_requests < 1
+        ):
+            raise ValueError(f"max_requests must be an int >= 1 or None, got {self.max_requests!r}")
+
+    def margin_for(self, server_timeout: float) -> float:
+        """The safety margin taken off a server timeout: ``min(margin, fraction * timeout)``."""
+        return min(self.margin, self.margin_fraction * server_timeout)
+
+    def ttl_below(self, server_timeout: float) -> float:
+        """The idle TTL (before jitter) for a server idle timeout: timeout minus margin."""
+        return max(0.0, server_timeout - self.margin_for(server_timeout))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class KeepAliveHeader:
+    """A parsed ``Keep-Alive`` header; fields are None when absent or rejected.
+
+    Attributes:
+        timeout: The server's idle timeout in seconds (0 to one day).
+        max: The number of further requests the server allows on this connection.
+    """
+
+    timeout: float | None = None
+    max: int | None = None
+
+
+def _parse_number(text: str) -> float | None:
+    text = text.strip().strip('"').strip()
+    if not text or len(text) > 32:
+        return None
+    # Only plain decimal numbers: no "inf", "nan", "1e9", "0x10", "5s", "-1", "1_0".
+    if not all(c.isdigit() or c == "." for c in text) or text.count(".") > 1 or text == ".":
+        return None
+    if not text.isascii():
+        return None
+    return float(text)
+
+
+def parse_keep_alive(value: str | bytes | None) -> KeepAliveHeader:
+    """Parse a ``Keep-Alive`` response header, e.g. ``timeout=5, max=100``. Never raises.
+
+    Parameters are separated by commas (semicolons tolerated), names compare
+    case-insensitively, values may be quoted. The first valid occurrence of each
+    parameter wins. Hostile or malformed values are ignored: negative, NaN or infinite,
+    non-decimal, a timeout above one day, a ``max`` that is not an integer, headers
+    longer than 1024 characters.
+
+    Args:
+        value: The header value (``str`` or ``bytes``; several headers joined by commas).
+
+    Returns:
+        A :class:`KeepAliveHeader`.
+    """
+    try:
+        if value is None:
+            return KeepAliveHeader()
+        text = value.decode("latin-1") if isinstance(value, (bytes, bytearray)) else str(value)
+        if len(text) > _MAX_HEADER_LENGTH:
+            return KeepAliveHeader()
+        timeout: float | None = None
+        max_requests: int | None = None
+        for part in text.replace(";", ",").split(","):
+            name, sep, raw = part.partition("=")
+            if not sep:
+                continue
+            name = name.strip().lower()
+            number = _parse_number(raw)
+            if number is None:
+                continue
+            if name == "timeout" and timeout is None and number <= MAX_HEADER_TIMEOUT:
+                timeout = number
+            elif (
+                name == "max"
+                and max_requests is None
+                and number.is_integer()
+                and "." not in raw
+                and number <= MAX_HEADER_MAX
+            ):
+                max_requests = int(number)
+        return KeepAliveHeader(timeout=timeout, max=max_requests)
+    except Exception:  # never raise on a header from the network
+        return KeepAliveHeader()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class IdleTTL:
+    """An idle TTL and where it came from.
+
+    Attributes:
+        seconds: The TTL to apply now, margin and jitter included.
+        source: Where it came from.
+        server_timeout: The server timeout it was derived from (configured, announced,
+            or the learned estimate), None for the default.
+        before_jitter: The TTL before jitter.
+    """
+
+    seconds: float
+    source: TTLSource
+    server_timeout: float | None
+    before_jitter: float
+
+
+class OriginKeepAlive:
+    """The keep-alive state of one origin (scheme, host, port); thread safe.
+
+    Holds what the server announced (``Keep-Alive`` header) and what was learned:
+
+    * a connection reused successfully after ``t`` seconds idle means the server's
+      timeout is above ``t`` (``lower_bound`` = the largest such ``t``);
+    * a connection found closed by the server after ``t`` seconds idle means the
+      timeout is at most ``t`` (``upper_bound`` = the smallest such ``t``).
+
+    Once a close has been seen, the learned estimate of the server's timeout is
+    ``max(lower_bound, upper_bound / 2)``: the largest idle known to survive, or half
+    the smallest idle known to fail when nothing bigger survived (each close halves
+    it, so a TTL far too long converges in a few steps). The TTL is that estimate
+    minus the margin. The estimate is never above ``lower_bound`` unless
+    ``upper_bound / 2`` is, so it stays below the true timeout whenever a close was
+    seen within twice the timeout (a client that already follows a TTL below twice
+    the timeout can only see those). Learning never lengthens a TTL: it applies only
+    when below the configured, announced or default one.
+
+    A server whose timeout changes contradicts old evidence. A reuse succeeding after
+    longer than a seen close is proof: the close bound is dropped at once. A close after
+    less than a seen success may be noise (a crash, a restart): it is ignored once, and
+    a second such close drops the success bound. All learned bounds are forgotten
+    ``KeepAlive.learn_memory`` seconds after the last close that set them.
+
+    Time comes from the injected ``clock`` (monotonic seconds).
+    """
+
+    __slots__ = (
+        "_clock",
+        "_config",
+        "_header_at",
+        "_header_limit",
+        "_header_timeout",
+        "_learned_at",
+        "_lock",
+        "_lower",
+        "_pending_stale",
+        "_rng",
+        "_upper",
+        "origin",
+    )
+
+    def __init__(
+        self,
+        config: KeepAlive | None = None,
+        *,
+        origin: Origin | None = None,
+        rng: random.Random | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        """Create the state of one origin.
+
+        Args:
+            config: The shared configuration (default ``KeepAlive()``).
+            origin: The origin, for messages.
+            rng: Random generator for jitter (seed it in tests).
+            clock: Monotonic clock for ``learn_memory`` (a ManualClock in tests).
+        """
+        self._config = config if config is not None else KeepAlive()
+        self.origin = origin
+        self._rng = rng if rng is not None else random.Random()
+        self._clock: Clock = clock if clock is not None else MonotonicClock()
+        self._lock = threading.Lock()
+        self._lower: float | None = None
+        self._upper: float | None = None
+        self._header_timeout: float | None = None
+        self._header_limit: int | None = None
+        self._header_at: float | None = None
+        self._learned_at: float | None = None
+        self._pending_stale: float | None = None
+
+    @property
+    def config(self) -> KeepAlive:
+        """The configuration."""
+        return self._config
+
+    @property
+    def lower_bound(self) -> float | None:
+        """Largest idle seconds after which a reuse succeeded (server timeout is above)."""
+        with self._lock:
+            self._forget_expired()
+            return self._lower
+
+    @property
+    def upper_bound(self) -> float | None:
+        """Smallest idle seconds after which the server had closed (timeout is at most)."""
+        with self._lock:
+            self._forget_expired()
+            return self._upper
+
+    def _forget_expired(self) -> None:
+        memory = self._config.learn_memory
+        if memory is None or self._learned_at is None:
+            return
+        if self._clock.now() - self._learned_at >= memory:
+            self._lower = self._upper = None
+            self._learned_at = None
+            self._pending_stale = None
+
+    @property
+    def header_timeout(self) -> float | None:
+        """The last valid ``timeout=`` the server announced."""
+        with self._lock:
+            return self._header_timeout
+
+    @property
+    def header_max_requests(self) -> int | None:
+        """Requests per connection implied by the header's ``max=`` (see observe_header)."""
+        with self._lock:
+            return self._header_limit
+
+    def observe_header(
+        self,
+        value: str | bytes | None,
+        now: float | None = None,
+        *,
+        requests_served: int | None = None,
+    ) -> KeepAliveHeader:
+        """Record a ``Keep-Alive`` response header. Never raises.
+
+        Args:
+            value: The header value; malformed or hostile values are ignored.
+            now: When it was seen (kept for diagnostics; default: the clock's now).
+            requests_served: Requests the connection has completed including this one;
+                with ``max=M`` it sets a per-connection limit of ``requests_served + M``.
+
+        Returns:
+            The parsed header, so the adapter can track ``max`` per connection.
+        """
+        parsed = parse_keep_alive(value)
+        if not self._config.use_header:
+            return parsed
+        with self._lock:
+            if parsed.timeout is not None:
+                self._header_timeout = parsed.timeout
+                self._header_at = now if now is not None else self._clock.now()
+            if (
+                parsed.max is not None
+                and isinstance(requests_served, int)
+                and 0 <= requests_served <= MAX_HEADER_MAX
+            ):
+                self._header_limit = max(1, requests_served + parsed.max)
+        return parsed
+
+    def observe_reused_ok(self, idle_seconds: float) -> None:
+        """Record that a connection idle for ``idle_seconds`` was reused successfully."""
+        if not self._config.learn or not _is_sane(idle_seconds):
+            return
+        with self._lock:
+            self._forget_expired()
+            if self._upper is not None and idle_seconds >= self._upper:
+                self._upper = None  # proof: the server now keeps connections longer
+                self._learned_at = None
+            if self._pending_stale is not None and idle_seconds >= self._pending_stale:
+                self._pending_stale = None  # that close was noise
+            if self._lower is None or idle_seconds > self._lower:
+                self._lower = idle_seconds
+
+    def observe_stale(self, idle_seconds: float) -> None:
+        """Record that a connection idle for ``idle_seconds`` was found closed by the server.
+
+        Call it for a *reused* connection that failed as stale (reset, closed without
+        response, broken pipe before any response byte) or that a liveness check found
+        closed; not for failures of fresh connections.
+        """
+        if not self._config.learn or not _is_sane(idle_seconds):
+            return
+        with self._lock:
+            self._forget_expired()
+            if self._lower is not None and idle_seconds <= self._lower:
+                if self._pending_stale is None:
+                    # Contradicts a seen success: maybe noise (a crash, a restart). Wait
+                    # for a second such close before believing the server changed.
+                    self._pending_stale = idle_seconds
+                    return
+                idle_seconds = min(idle_seconds, self._pending_stale)
+                self._lower = None  # the server now closes sooner
+            self._pending_stale = None
+            if self._upper is None or idle_seconds < self._upper:
+                self._upper = idle_seconds
+            self._learned_at = self._clock.now()
+
+    def observe_attempt(self, facts: ConnectionFacts, failure: Failure | None = None) -> None:
+        """Learn from one attempt on a reused connection; ignores fresh connections.
+
+        A success (``failure`` None) after ``facts.idle_seconds`` is a lower bound; a
+        stale failure (:attr:`Failure.stale`) is an upper bound; other failures teach
+        nothing.
+
+        Args:
+            facts: The connection facts of the attempt.
+            failure: Its classification when it failed.
+        """
+        if facts.reused is not True or facts.idle_seconds is None:
+            return
+        if failure is None:
+            self.observe_reused_ok(facts.idle_seconds)
+        elif failure.stale:
+            self.observe_stale(facts.idle_seconds)
+
+    def reset(self) -> None:
+        """Forget everything observed (header and learning)."""
+        with self._lock:
+            self._lower = self._upper = None
+            self._learned_at = self._pending_stale = None
+            self._header_timeout = None
+            self._header_limit = None
+            self._header_at = None
+
+    def learned_timeout(self) -> float | None:
+        """The learned estimate of the server's idle timeout, or None before any close."""
+        with self._lock:
+            self._forget_expired()
+            return self._estimate()
+
+    def _estimate(self) -> float | None:
+        if self._upper is None:
+            return None
+        half = self._upper / 2.0
+        return half if self._lower is None else max(self._lower, half)
+
+    def idle_ttl(self) -> IdleTTL:
+        """The idle TTL to apply now (margin and jitter included), and its source."""
+        config = self._config
+        with self._lock:
+            if config.server_keepalive is not None:
+                source, server = TTLSource.CONFIGURED, config.server_keepalive
+                base = config.ttl_below(server)
+            elif self._header_timeout is not None:
+                source, server = TTLSource.HEADER, self._header_timeout
+                base = config.ttl_below(server)
+            else:
+                source, server, base = TTLSource.DEFAULT, None, config.default_idle_ttl
+            self._forget_expired()
+            estimate = self._estimate()
+            if estimate is not None:
+                learned = config.ttl_below(estimate)
+                if learned < base:
+                    source, server, base = TTLSource.LEARNED, estimate, learned
+            seconds = jittered(base, config.jitter, self._rng)
+        return IdleTTL(seconds=seconds, source=source, server_timeout=server, before_jitter=base)
+
+    def expiry_reason(
+        self,
+        *,
+        created_at: float,
+        last_used_at: float,
+        requests_served: int,
+        now: float,
+        requests_remaining: int | None = None,
+    ) -> str | None:
+        """Why a pooled connection must not be reused now, or None if it may be.
+
+        Args:
+            created_at: When the connection was established (monotonic seconds).
+            last_used_at: When its last response was read completely.
+            requests_served: Requests it has completed.
+            now: The current time on the same clock.
+            requests_remaining: The header's ``max=`` from its last response, if any.
+
+        Returns:
+            A short human-readable reason, or None when the connection may be reused.
+        """
+        config = self._config
+        idle = max(0.0, now - last_used_at)
+        ttl = self.idle_ttl()
+        if idle >= ttl.seconds:
+            return f"idle {idle:.2f} s >= idle TTL {ttl.seconds:.2f} s ({ttl.source.value}" + (
+                f", server keep-alive {ttl.server_timeout:g} s)"
+                if ttl.server_timeout is not None
+                else ")"
+            )
+        if config.max_lifetime is not None:
+            with self._lock:
+                lifetime = jittered(config.max_lifetime, config.jitter, self._rng)
+            age = max(0.0, now - created_at)
+            if age >= lifetime:
+                return f"age {age:.2f} s >= max lifetime {lifetime:.2f} s"
+        if requests_remaining is not None and requests_remaining <= 0:
+            return "the server allows no more requests on it (Keep-Alive max=0)"
+        limits = [n for n in (config.max_requests, self.header_max_requests) if n is not None]
+        if limits and requests_served >= min(limits):
+            return f"served {requests_served} requests >= max requests {min(limits)}"
+        return None
+
+    def is_expired(
+        self,
+        *,
+        created_at: float,
+        last_used_at: float,
+        requests_served: int,
+        now: float,
+        requests_remaining: int | None = None,
+    ) -> bool:
+        """True when a pooled connection must be closed instead of reused (see expiry_reason)."""
+        return (
+            self.expiry_reason(
+                created_at=created_at,
+                last_used_at=last_used_at,
+                requests_served=requests_served,
+                now=now,
+                requests_remaining=requests_remaining,
+            )
+            is not None
+        )
+
+    def describe(self) -> str:
+        """A one-line summary for error messages, e.g. ``server keep-alive learned: 5 s``."""
+        ttl = self.idle_ttl()
+        if ttl.source is TTLSource.LEARNED:
+            with self._lock:
+                lower, upper = self._lower, self._upper
+            if lower is not None and upper is not None:
+                return f"server keep-alive learned: {lower:g}-{upper:g} s"
+            if upper is not None:
+                return f"server keep-alive learned: at most {upper:g} s"
+        if ttl.server_timeout is None:
+            return f"server keep-alive unknown, default idle TTL {ttl.before_jitter:g} s"
+        return f"server keep-alive {ttl.source.value}: {ttl.server_timeout:g} s"
+
+    def __repr__(self) -> str:
+        with self._lock:
+            return (
+                f"OriginKeepAlive(origin={self.origin!r}, lower_bound={self._lower!r}, "
+                f"upper_bound={self._upper!r}, header_timeout={self._header_timeout!r})"
+            )
+
+
+def _is_sane(idle_seconds: float) -> bool:
+    return (
+        isinstance(idle_seconds, (int, float))
+        and not isinstance(idle_seconds, bool)
+        and math.isfinite(idle_seconds)
+        and 0.0 <= idle_seconds <= MAX_HEADER_TIMEOUT
+    )
+
+
+class KeepAliveRegistry:
+    """Per-origin :class:`OriginKeepAlive` states sharing one configuration; thread safe.
+
+    One registry per pool (or per client): adapters look the state up by origin for
+    every connection they open or reuse.
+    """
+
+    __slots__ = ("_clock", "_config", "_lock", "_rng", "_states")
+
+    def __init__(
+        self,
+        config: KeepAlive | None = None,
+        *,
+        rng: random.Random | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        """Create an empty registry.
+
+        Args:
+            config: The configuration every origin uses (default ``KeepAlive()``).
+            rng: Random generator shared by the origins for jitter.
+            clock: Monotonic clock shared by the origins.
+        """
+        self._config = config if config is not None else KeepAlive()
+        self._rng = rng if rng is not None else random.Random()
+        self._clock: Clock = clock if clock is not None else MonotonicClock()
+        self._lock = threading.Lock()
+        self._states: dict[Origin, OriginKeepAlive] = {}
+
+    @property
+    def config(self) -> KeepAlive:
+        """The configuration."""
+        return self._config
+
+    def get(self, scheme: str, host: str, port: int) -> OriginKeepAlive:
+        """The state of an origin, created on first use. Scheme and host are lower-cased."""
+        origin = Origin(scheme.lower(), host.lower(), int(port))
+        with self._lock:
+            state = self._states.get(origin)
+            if state is None:
+                state = OriginKeepAlive(
+                    self._config, origin=origin, rng=self._rng, clock=self._clock
+                )
+                self._states[origin] = state
+            return state
+
+    def for_origin(self, origin: Origin) -> OriginKeepAlive:
+        """The state of ``origin``, created on first use."""
+        return self.get(origin.scheme, origin.host, origin.port)
+
+    def __contains__(self, origin: object) -> bool:
+        with self._lock:
+            return origin in self._states
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._states)
+
+    def __iter__(self) -> Iterator[Origin]:
+        with self._lock:
+            return iter(list(self._states))
+
+    def __repr__(self) -> str:
+        return f"KeepAliveRegistry(config={self._config!r}, origins={len(self)})"
