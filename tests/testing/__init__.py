@@ -1,0 +1,1 @@
+"""Tests of rstsafe.testing: the misbehaving server, its plugin, CLI and namespaces."""

@@ -1,0 +1,142 @@
+"""``rstsafe serve``: runs in the foreground, reports events, rejects bad input with exit 2."""
+
+from __future__ import annotations
+
+import os
+import re
+import selectors
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import pytest
+import requests
+
+# Unbuffered, so every line reaches the pipe as soon as it is printed.
+ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "rstsafe", "serve", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=ENV,
+        check=False,
+    )
+
+
+class _Serve:
+    """A running ``rstsafe serve`` whose stdout lines can be awaited."""
+
+    def __init__(self, *args: str) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "rstsafe", "serve", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            bufsize=0,
+            env=ENV,
+        )
+        self.lines: list[str] = []
+        self._partial = b""
+
+    def wait_for(self, pattern: str, timeout: float = 20.0) -> re.Match[str]:
+        """Read stdout lines until one matches ``pattern``; fail after ``timeout``."""
+        assert self.process.stdout is not None
+        fd = self.process.stdout.fileno()
+        deadline = time.monotonic() + timeout
+        with selectors.DefaultSelector() as selector:
+            selector.register(fd, selectors.EVENT_READ)
+            while True:
+                for line in self.lines:
+                    if match := re.search(pattern, line):
+                        self.lines.remove(line)
+                        return match
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not selector.select(remaining):
+                    raise AssertionError(f"no line matching {pattern!r} in {self.lines}")
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    raise AssertionError(f"serve exited without a line matching {pattern!r}")
+                *complete, self._partial = (self._partial + chunk).split(b"\n")
+                self.lines += [line.decode() for line in complete]
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.communicate(timeout=30)
+
+
+@pytest.fixture
+def serve() -> Iterator[type[_Serve]]:
+    started: list[_Serve] = []
+
+    class Tracked(_Serve):
+        def __init__(self, *args: str) -> None:
+            super().__init__(*args)
+            started.append(self)
+
+    yield Tracked
+    for server in started:
+        server.close()
+
+
+def test_serve_prints_url_events_and_stops_on_ctrl_c(serve: type[_Serve]) -> None:
+    """serve prints its URL, one line per execution and connection end, and exits 0 on ^C."""
+    server = serve("process-then-reset", "--no-reset")
+    url = server.wait_for(r"listening on (http://127\.0\.0\.1:\d+)").group(1)
+    with pytest.raises(requests.ConnectionError):
+        requests.post(url + "/orders", data=b"hello", headers={"Idempotency-Key": "k9"}, timeout=10)
+    server.wait_for(r"^executed POST /orders \(connection 1, body 5 bytes, Idempotency-Key k9\)$")
+    server.wait_for(r"^connection 1 from 127\.0\.0\.1:\d+ ended: FIN \(.*\), 1 request\(s\)$")
+    server.process.send_signal(signal.SIGINT)
+    server.wait_for(r"^rstsafe serve: stopped$")
+    assert server.process.wait(timeout=20) == 0
+
+
+def test_serve_maps_options_to_fields_and_stops_on_sigterm(serve: type[_Serve]) -> None:
+    """--advertised/--actual reach the behaviour; SIGTERM stops the server cleanly."""
+    server = serve("advertise-keep-alive", "--advertised", "7", "--actual", "0.3")
+    line = server.wait_for(r"AdvertiseKeepAlive\(advertised=7\.0, actual=0\.3\).*(http://\S+)")
+    with requests.Session() as session:
+        response = session.get(line.group(1), timeout=10)
+    assert response.headers["Keep-Alive"] == "timeout=7"
+    server.wait_for(r"ended: (FIN|CLIENT-CLOSED)")
+    server.process.terminate()
+    assert server.process.wait(timeout=20) == 0
+
+
+def test_serve_ipv6_url_is_bracketed(serve: type[_Serve]) -> None:
+    """--host ::1 prints an URL with the address in brackets (or fails to bind, exit 1)."""
+    server = serve("healthy", "--host", "::1")
+    try:
+        server.wait_for(r"listening on http://\[::1\]:\d+$")
+    except AssertionError:
+        assert server.process.wait(timeout=20) == 1  # no IPv6 loopback on this machine
+        return
+    server.process.terminate()
+    assert server.process.wait(timeout=20) == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["no-such-behaviour"], "invalid choice: 'no-such-behaviour'"),
+        (["idle-drop", "--idle", "-1"], "error: idle must be > 0 seconds, got -1.0"),
+        (["idle-drop", "--lag", "1"], "error: --lag does not apply to idle-drop (it takes --idle)"),
+        (["close-after-requests", "--count", "0"], "error: count must be >= 1, got 0"),
+        (["healthy", "--keepalive", "soon"], "argument --keepalive: expected seconds"),
+        (["healthy", "--host", "10.1.2.3"], "error: host '10.1.2.3' is not a loopback address"),
+        (["healthy", "--port", "70000"], "error: port must be an integer in 0..65535"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(args: list[str], message: str) -> None:
+    """Unknown behaviours and bad option values: exit code 2, no traceback."""
+    result = _run(*args)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("rstsafe serve: error:")
