@@ -17,6 +17,9 @@ from collections.abc import Sequence
 _SUBCOMMAND_MODULES: tuple[str, ...] = (
     "rstsafe._demo",
     "rstsafe.testing._cli",
+    "rstsafe._lint._cli",
+    "rstsafe._probe_cli",
+    "rstsafe._doctor_cli",
 )
 
 
