@@ -139,3 +139,33 @@ def test_error_before_any_failure_is_a_programming_error() -> None:
     attempts = RequestAttempts(policy=RetryPolicy(), replay=replayability("GET"))
     with pytest.raises(RuntimeError, match="before any failed attempt"):
         attempts.error()
+
+
+def test_policy_timeout_bounds_the_retries() -> None:
+    """With RetryPolicy(timeout=1), a failure after 1.5 s gives up instead of backing off."""
+    clock = ManualClock()
+    attempts = RequestAttempts(
+        policy=RetryPolicy(timeout=1.0, wait_initial=0.1, jitter=0.0),
+        replay=replayability("GET"),
+        clock=clock,
+    )
+    refused = ConnectionRefusedError(111, "Connection refused")
+    first = attempts.failed(refused)
+    assert first.action is RetryAction.RETRY_AFTER
+    clock.advance(1.5)
+    assert attempts.elapsed() == pytest.approx(1.5)
+    second = attempts.failed(refused)
+    assert second.action is RetryAction.GIVE_UP
+    assert "timeout" in second.reason
+
+
+def test_facts_of_a_connection_that_never_carried_a_request() -> None:
+    """A failed connect reports a fresh connection with nothing sent, not idle or age times."""
+    clock = ManualClock()
+    life = ConnectionLife(ORIGIN, clock=clock)
+    clock.advance(1.0)  # the connect timed out after 1 s
+    facts = life.facts()
+    assert facts.reused is False
+    assert facts.idle_seconds is None
+    assert facts.age_seconds is None
+    assert facts.bytes_sent == 0

@@ -122,14 +122,13 @@ class ConnectionLife:
 
     def facts(self) -> ConnectionFacts:
         """The facts of the current (or last) attempt, for classification and learning."""
-        now = self._clock.now()
         if self._attempt_started is None:
+            # No request began on it (the connect itself failed): it was never idle and
+            # has no age worth reporting, and nothing of the request was written.
             return ConnectionFacts(
                 origin=self.origin,
                 reused=self.requests_served > 0,
-                idle_seconds=max(0.0, now - self.last_used_at),
                 requests_served=self.requests_served,
-                age_seconds=max(0.0, now - self.created_at),
                 bytes_sent=self.bytes_sent,
                 bytes_received=self.bytes_received,
             )
@@ -158,9 +157,22 @@ class RequestAttempts:
         replay: Whether the request may be sent again (:func:`rstsafe.replayability`).
         keepalive: The origin's keep-alive state, taught by every attempt; None to skip.
         rng: Random generator for backoff jitter (seed it in tests).
+        clock: Monotonic clock for the policy's ``timeout`` (a ManualClock in tests).
+        started_at: When the first attempt started, on ``clock``; default: now. A driver
+            that creates this object lazily, after the first failure, passes the time it
+            noted before sending.
     """
 
-    __slots__ = ("_keepalive", "_policy", "_replay", "_rng", "history", "last_failure")
+    __slots__ = (
+        "_clock",
+        "_keepalive",
+        "_policy",
+        "_replay",
+        "_rng",
+        "_started_at",
+        "history",
+        "last_failure",
+    )
 
     def __init__(
         self,
@@ -169,13 +181,21 @@ class RequestAttempts:
         replay: Replayability,
         keepalive: OriginKeepAlive | None = None,
         rng: random.Random | None = None,
+        clock: Clock | None = None,
+        started_at: float | None = None,
     ) -> None:
         self._policy = policy
         self._replay = replay
         self._keepalive = keepalive
         self._rng = rng
+        self._clock: Clock = clock if clock is not None else MonotonicClock()
+        self._started_at = started_at if started_at is not None else self._clock.now()
         self.history = RetryHistory()
         self.last_failure: Failure | None = None
+
+    def elapsed(self) -> float:
+        """Seconds since the first attempt started (what ``RetryPolicy.timeout`` bounds)."""
+        return max(0.0, self._clock.now() - self._started_at)
 
     @property
     def replay(self) -> Replayability:
@@ -187,7 +207,9 @@ class RequestAttempts:
         failure = classify(exc, facts=facts)
         if self._keepalive is not None and facts is not None:
             self._keepalive.observe_attempt(facts, failure)
-        decision = self._policy.decide(failure, self._replay, self.history, rng=self._rng)
+        decision = self._policy.decide(
+            failure, self._replay, self.history, rng=self._rng, elapsed=self.elapsed()
+        )
         self.history = self.history.record(decision, failure=failure)
         self.last_failure = failure
         return decision
@@ -215,7 +237,12 @@ class RequestAttempts:
         if status is None or status not in self._policy.retry_statuses:
             return None
         decision = self._policy.decide_status(
-            status, self._replay, self.history, retry_after=retry_after, rng=self._rng
+            status,
+            self._replay,
+            self.history,
+            retry_after=retry_after,
+            rng=self._rng,
+            elapsed=self.elapsed(),
         )
         if not decision.retry:
             return None

@@ -527,7 +527,7 @@ class OriginKeepAlive:
         ttl = self.idle_ttl()
         if idle >= ttl.seconds:
             return f"idle {idle:.2f} s >= idle TTL {ttl.seconds:.2f} s ({ttl.source.value}" + (
-                f", server keep-alive {ttl.server_timeout:g} s)"
+                f", server keep-alive {_secs(ttl.server_timeout)} s)"
                 if ttl.server_timeout is not None
                 else ")"
             )
@@ -572,12 +572,12 @@ class OriginKeepAlive:
             with self._lock:
                 lower, upper = self._lower, self._upper
             if lower is not None and upper is not None:
-                return f"server keep-alive learned: {lower:g}-{upper:g} s"
+                return f"server keep-alive learned: {_secs(lower)}-{_secs(upper)} s"
             if upper is not None:
-                return f"server keep-alive learned: at most {upper:g} s"
+                return f"server keep-alive learned: at most {_secs(upper)} s"
         if ttl.server_timeout is None:
-            return f"server keep-alive unknown, default idle TTL {ttl.before_jitter:g} s"
-        return f"server keep-alive {ttl.source.value}: {ttl.server_timeout:g} s"
+            return f"server keep-alive unknown, default idle TTL {_secs(ttl.before_jitter)} s"
+        return f"server keep-alive {ttl.source.value}: {_secs(ttl.server_timeout)} s"
 
     def __repr__(self) -> str:
         with self._lock:
@@ -585,6 +585,11 @@ class OriginKeepAlive:
                 f"OriginKeepAlive(origin={self.origin!r}, lower_bound={self._lower!r}, "
                 f"upper_bound={self._upper!r}, header_timeout={self._header_timeout!r})"
             )
+
+
+def _secs(seconds: float) -> str:
+    """Seconds for messages: at most two decimals, no trailing zeros (``5``, ``4.5``, ``0.45``)."""
+    return f"{seconds:.2f}".rstrip("0").rstrip(".")
 
 
 def _is_sane(idle_seconds: float) -> bool:

@@ -392,15 +392,18 @@ class RetryPolicy:
         decision = self.decide(failure, replay, history, rng=rng, elapsed=elapsed)
         return decision, history.record(decision, failure=failure)
 
+    def _exhausted(self, method: str, used: int) -> RetryDecision:
+        return RetryDecision(
+            action=RetryAction.GIVE_UP,
+            reason=f"{method} not retried again: retries exhausted ({used} of {self.retries} used)",
+        )
+
     def _backoff_decision(
         self, method: str, history: RetryHistory, rng: random.Random | None
     ) -> RetryDecision:
         used = history.retries_used
         if used >= self.retries:
-            return RetryDecision(
-                action=RetryAction.GIVE_UP,
-                reason=f"{method} not retried: retries exhausted ({used} of {self.retries} used)",
-            )
+            return self._exhausted(method, used)
         delay = self.backoff(used + 1, rng)
         return RetryDecision(
             action=RetryAction.RETRY_AFTER,
@@ -450,10 +453,7 @@ class RetryPolicy:
             )
         used = history.retries_used
         if used >= self.retries:
-            return RetryDecision(
-                action=RetryAction.GIVE_UP,
-                reason=f"{method} not retried: retries exhausted ({used} of {self.retries} used)",
-            )
+            return self._exhausted(method, used)
         wall = now if now is not None else time.time()
         delay = parse_retry_after(retry_after, now=wall)
         if delay is None:
