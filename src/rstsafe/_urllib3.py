@@ -1,0 +1,752 @@
+"""urllib3 that survives resets: connection, pool and pool-manager subclasses.
+
+Everything goes through urllib3's own extension points, no copies of its code:
+
+* :class:`HTTPConnection` / :class:`HTTPSConnection` (``ConnectionCls``) carry a
+  :class:`~rstsafe._attempts.ConnectionLife`: a new one per socket (``connect``), the
+  request bytes counted in ``send`` (http.client and urllib3 2.x write everything
+  through it), the response head in ``getresponse``. ``is_connected`` also answers
+  False for a connection past its idle TTL, max lifetime or max requests, which is how
+  urllib3's ``_get_conn`` is told to close it and open a fresh one.
+* :class:`HTTPConnectionPool` / :class:`HTTPSConnectionPool` run the attempts loop
+  around urllib3's ``urlopen`` (with urllib3's ``Retry`` kept for redirects and statuses
+  but never for transport errors), finish a connection's request when the response is
+  released (``_put_conn``) and hand out a fresh connection when a retry needs one
+  (``_get_conn``).
+* :class:`PoolManager` / :class:`ProxyManager` build those pools
+  (``pool_classes_by_scheme``) and share one keep-alive registry and one retry policy.
+
+When rstsafe gives up on a transport failure it raises :class:`NotSentMaxRetryError` or
+:class:`MaybeSentMaxRetryError`: ``urllib3.exceptions.MaxRetryError`` subclasses (what
+urllib3 raises when its own ``Retry`` runs out, ``reason`` being the last underlying
+error) that are also :class:`~rstsafe.RequestNotSentError` /
+:class:`~rstsafe.RequestMaybeSentError` with the facts. Failures rstsafe does not retry
+by nature (TLS, protocol errors, a full pool, redirects exhausted) are raised unchanged.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import urllib3
+import urllib3.connection
+import urllib3.connectionpool
+from urllib3.exceptions import MaxRetryError
+from urllib3.response import BaseHTTPResponse
+from urllib3.util.retry import Retry
+from urllib3.util.timeout import _DEFAULT_TIMEOUT, _TYPE_DEFAULT
+from urllib3.util.wait import wait_for_read
+
+from rstsafe._attempts import ConnectionLife, RequestAttempts
+from rstsafe._classify import Origin
+from rstsafe._clock import Clock
+from rstsafe._errors import RequestMaybeSentError, RequestNotSentError
+from rstsafe._idempotency import (
+    NO_BODY,
+    BodyInfo,
+    BodyKind,
+    describe_body,
+    replayability,
+    rewind_body,
+)
+from rstsafe._keepalive import KeepAlive, KeepAliveRegistry, OriginKeepAlive
+from rstsafe._retry import RetryPolicy
+from rstsafe._sockets import keepalive_options, urllib3_socket_options
+
+if TYPE_CHECKING:
+    from urllib3._base_connection import BaseHTTPConnection
+
+__all__ = (
+    "HTTPConnection",
+    "HTTPConnectionPool",
+    "HTTPSConnection",
+    "HTTPSConnectionPool",
+    "MaybeSentMaxRetryError",
+    "NotSentMaxRetryError",
+    "PoolManager",
+    "ProxyManager",
+    "proxy_from_url",
+)
+
+log = logging.getLogger("rstsafe.urllib3")
+
+
+class _Monotonic:
+    """:class:`rstsafe._clock.MonotonicClock` without the Python frame per reading.
+
+    ``now`` is ``time.monotonic`` itself; connections read the clock a few times per
+    request, and on a loopback keep-alive connection each frame is measurable.
+    """
+
+    __slots__ = ()
+    now = staticmethod(time.monotonic)
+
+
+_CLOCK: Clock = _Monotonic()
+
+# A first write of at most this many bytes on a connection is all or nothing: Linux
+# copies a blocking send() into the socket buffer in one go when it fits, and checks
+# for a pending error (the peer's RST) only before copying. The smallest send buffer
+# a TCP socket starts with is tcp_wmem[1] (16 KiB by default; tcp_wmem[0], 4 KiB, is
+# the floor under memory pressure), so 4 KiB always fits an idle connection's buffer:
+# a failed first write of a request head this size sent nothing. A bigger or later
+# write that fails may have sent part of its data, so it counts as sent.
+_ATOMIC_FIRST_WRITE = 4096
+
+# A response head is at least "HTTP/1.1 200\r\n\r\n" (16 bytes). Reads go through
+# http.client's buffered file, so instead of counting them this lower bound is recorded
+# once the head is parsed: the count only has to prove "some response arrived", which
+# tells a stale connection (nothing came back) from a truncated response.
+_MIN_HEAD = 16
+
+
+def _data_length(data: object) -> int | None:
+    if isinstance(data, bytes | bytearray):
+        return len(data)
+    if isinstance(data, memoryview):
+        return data.nbytes
+    return None  # a file or an iterable: http.client reads it in blocks
+
+
+# How long the pool trusts its quick bounds (see _PoolShared.surely_alive) before asking
+# the origin's keep-alive state again. Failures in the pool refresh them at once; a TTL
+# shortened by another pool of the same origin reaches this one within this delay.
+_BOUNDS_REFRESH = 0.25
+
+
+class _PoolShared:
+    """What a pool's connections need from it, without a reference cycle back to the pool.
+
+    urllib3 closes a pool's idle connections when the pool is garbage collected
+    (``weakref.finalize``); connections pointing at their pool would delay that to the
+    cycle collector and leak sockets meanwhile.
+
+    It also keeps quick, conservative bounds so that the common case (a connection used
+    a moment ago) skips the full expiry check: jitter only ever *shortens* a TTL or a
+    lifetime, so a connection idle for less than ``TTL * (1 - jitter)`` and younger than
+    ``max_lifetime * (1 - jitter)`` is certainly not expired; anything else gets the full
+    check (:meth:`rstsafe.OriginKeepAlive.expiry_reason`).
+    """
+
+    __slots__ = (
+        "bounds_until",
+        "count_limited",
+        "last_header",
+        "lock",
+        "ok_idle",
+        "quick_age",
+        "quick_idle",
+        "state",
+        "watermark",
+    )
+
+    def __init__(self, state: OriginKeepAlive) -> None:
+        self.state = state
+        self.lock = threading.Lock()
+        # Idle connections last used at or before this time are discarded when taken.
+        self.watermark = -math.inf
+        self.bounds_until = -math.inf
+        self.quick_idle = 0.0
+        self.quick_age = 0.0
+        self.count_limited = True
+        self.last_header: str | None = None
+        # Largest idle already reported as a successful reuse (reporting less teaches
+        # nothing); reset with the bounds.
+        self.ok_idle = -1.0
+
+    def discard_idle(self, last_used_at: float) -> None:
+        with self.lock:
+            self.watermark = max(self.watermark, last_used_at)
+        self.refresh_soon()
+
+    def refresh_soon(self) -> None:
+        self.bounds_until = -math.inf
+
+    def surely_alive(self, life: ConnectionLife, now: float) -> bool:
+        """True when ``life`` is certainly within every limit (no full check needed)."""
+        if now >= self.bounds_until:
+            config = self.state.config
+            keep = 1.0 - config.jitter
+            self.quick_idle = self.state.idle_ttl().before_jitter * keep
+            lifetime = config.max_lifetime
+            self.quick_age = math.inf if lifetime is None else lifetime * keep
+            self.count_limited = (
+                config.max_requests is not None or self.state.header_max_requests is not None
+            )
+            self.ok_idle = -1.0
+            self.bounds_until = now + _BOUNDS_REFRESH
+        return (
+            now - life.last_used_at < self.quick_idle
+            and now - life.created_at < self.quick_age
+            and not self.count_limited
+            and life.requests_remaining is None
+        )
+
+    def reused_ok(self, idle: float) -> None:
+        """Teach the origin that a reuse after ``idle`` seconds worked (if it is news)."""
+        if idle > self.ok_idle:
+            self.ok_idle = idle
+            self.state.observe_reused_ok(idle)
+
+
+class HTTPConnection(urllib3.connection.HTTPConnection):
+    """urllib3's ``HTTPConnection`` that knows its life: age, idleness, requests, bytes.
+
+    The pool binds it to the origin's keep-alive state (:meth:`bind`). Use it through
+    :class:`HTTPConnectionPool`; on its own it behaves exactly as urllib3's.
+    """
+
+    _rstsafe_life: ConnectionLife
+    _rstsafe_shared: _PoolShared | None
+    _rstsafe_in_flight: bool
+    _rstsafe_keep_alive: str | None
+
+    # The base class's methods, called directly: a super() call per request and method
+    # is measurable on a loopback keep-alive connection. HTTPSConnection sets its own.
+    _base_request = staticmethod(urllib3.connection.HTTPConnection.request)
+    _base_send = staticmethod(urllib3.connection.HTTPConnection.send)
+    _base_getresponse = staticmethod(urllib3.connection.HTTPConnection.getresponse)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        """Create the connection; every argument goes to urllib3's ``HTTPConnection``."""
+        super().__init__(*args, **kwargs)
+        self._rstsafe_origin: Origin | None = None
+        self._rstsafe_life = ConnectionLife(clock=_CLOCK)
+        self._rstsafe_shared = None
+        self._rstsafe_in_flight = False
+        self._rstsafe_keep_alive = None
+        self._rstsafe_reused = False
+        self._rstsafe_idle = 0.0
+
+    def bind(self, origin: Origin, shared: _PoolShared) -> None:
+        """Attach the connection to its pool's origin and keep-alive state."""
+        self._rstsafe_origin = origin
+        self._rstsafe_shared = shared
+        self._rstsafe_life = ConnectionLife(origin, clock=_CLOCK)
+
+    @property
+    def life(self) -> ConnectionLife:
+        """The life of the current (or last) socket of this connection."""
+        return self._rstsafe_life
+
+    def connect(self) -> None:
+        """Open a new socket; its life starts now (fresh connection, nothing served)."""
+        self._rstsafe_life = ConnectionLife(self._rstsafe_origin, clock=_CLOCK)
+        self._rstsafe_keep_alive = None
+        super().connect()
+
+    @property
+    def is_connected(self) -> bool:
+        """False when the socket is gone, the server closed it, or rstsafe expired it.
+
+        urllib3's ``_get_conn`` closes a pooled connection for which this is False and
+        reconnects it, so the idle TTL, the max lifetime, the max requests and the
+        pool's discard watermark are all enforced when a connection is taken.
+        """
+        if self.sock is None:
+            return False
+        shared = self._rstsafe_shared
+        if shared is not None and not self._rstsafe_in_flight:
+            life = self._rstsafe_life
+            if shared.surely_alive(life, time.monotonic()):
+                return not wait_for_read(self.sock, timeout=0.0)  # urllib3's own check
+            if life.last_used_at <= shared.watermark and life.requests_served:
+                log.debug("discarding %r: idle since before a stale connection failed", life)
+                return False
+            reason = life.expiry_reason(shared.state)
+            if reason is not None:
+                log.debug("discarding connection to %s: %s", self._rstsafe_origin, reason)
+                return False
+        return not wait_for_read(self.sock, timeout=0.0)  # urllib3's own check
+
+    def request(  # type: ignore[override]
+        self,
+        method: str,
+        url: str,
+        body: Any = None,
+        headers: Any = None,
+        *,
+        chunked: bool = False,
+        preload_content: bool = True,
+        decode_content: bool = True,
+        enforce_content_length: bool = True,
+    ) -> None:
+        """Send a request (urllib3's ``request``), counting its bytes as one attempt."""
+        if self.sock is None:
+            # What http.client's first send() would do, done here so that the attempt
+            # below starts on the new socket's life.
+            self.connect()
+        life = self._rstsafe_life
+        self._rstsafe_in_flight = True
+        self._rstsafe_reused = life.requests_served > 0
+        # life.idle_seconds(), inline: the life's clock is time.monotonic (_CLOCK).
+        self._rstsafe_idle = max(0.0, time.monotonic() - life.last_used_at)
+        life.begin_attempt()
+        self._base_request(
+            self,
+            method,
+            url,
+            body,
+            headers,
+            chunked=chunked,
+            preload_content=preload_content,
+            decode_content=decode_content,
+            enforce_content_length=enforce_content_length,
+        )
+
+    def send(self, data: Any) -> None:
+        """Write ``data`` (http.client's ``send``) and count it as sent."""
+        life = self._rstsafe_life
+        if isinstance(data, bytes):  # the usual case, inline
+            length: int | None = len(data)
+        else:
+            length = _data_length(data)
+        try:
+            self._base_send(self, data)
+        except BaseException:
+            if length is None or life.bytes_sent or length > _ATOMIC_FIRST_WRITE:
+                life.bytes_sent += length or 1  # part of it may have left
+            raise
+        life.bytes_sent += length if length is not None else 1
+
+    def getresponse(self) -> urllib3.response.HTTPResponse:  # type: ignore[override]
+        """Read the response head; learn from it (reuse survived, ``Keep-Alive`` header)."""
+        response = self._base_getresponse(self)
+        self._rstsafe_life.bytes_received += _MIN_HEAD
+        headers = response.headers
+        # ``in`` first: a missing key makes HTTPHeaderDict.get() raise and catch KeyError.
+        keep_alive = headers.get("keep-alive") if "keep-alive" in headers else None
+        self._rstsafe_keep_alive = keep_alive
+        shared = self._rstsafe_shared
+        if shared is not None:
+            # Learned here, by the thread that owns the connection, before the response
+            # releases it to the pool (and to other threads).
+            if self._rstsafe_reused and self._rstsafe_idle > shared.ok_idle:
+                shared.reused_ok(self._rstsafe_idle)
+            if keep_alive is not None:
+                served = self._rstsafe_life.requests_served + 1
+                shared.state.observe_header(keep_alive, requests_served=served)
+                if keep_alive != shared.last_header:
+                    shared.last_header = keep_alive
+                    shared.refresh_soon()
+        return response
+
+    def _rstsafe_finish(self) -> None:
+        """The response was read completely and the connection goes back to the pool."""
+        if self._rstsafe_in_flight:
+            self._rstsafe_in_flight = False
+            if self.sock is not None:
+                self._rstsafe_life.finish_request(self._rstsafe_keep_alive)
+
+
+class HTTPSConnection(HTTPConnection, urllib3.connection.HTTPSConnection):
+    """urllib3's ``HTTPSConnection`` with the life of :class:`HTTPConnection`."""
+
+    _base_request = staticmethod(urllib3.connection.HTTPSConnection.request)
+    _base_send = staticmethod(urllib3.connection.HTTPSConnection.send)
+    _base_getresponse = staticmethod(urllib3.connection.HTTPSConnection.getresponse)
+
+
+class _MaxRetryErrorShim(MaxRetryError):
+    """Takes rstsafe's message first, then urllib3's ``pool``, ``url`` and ``reason``."""
+
+    def __init__(
+        self,
+        message: str,
+        *args: Any,
+        pool: Any = None,
+        url: str = "",
+        reason: Exception | None = None,
+    ) -> None:
+        MaxRetryError.__init__(self, pool, url, reason)
+
+
+class NotSentMaxRetryError(RequestNotSentError, _MaxRetryErrorShim):
+    """rstsafe gave up, and provably nothing of the request reached the server.
+
+    A ``urllib3.exceptions.MaxRetryError`` (``reason`` is the last underlying error,
+    ``pool`` and ``url`` as urllib3 sets them) and a :class:`rstsafe.RequestNotSentError`
+    (``failure``, ``history``, ``delivery``, ``attempts``).
+    """
+
+
+class MaybeSentMaxRetryError(RequestMaybeSentError, _MaxRetryErrorShim):
+    """rstsafe gave up, and the server may have received (and acted on) the request.
+
+    A ``urllib3.exceptions.MaxRetryError`` (``reason`` is the last underlying error)
+    and a :class:`rstsafe.RequestMaybeSentError` carrying the facts.
+    """
+
+
+def _without_transport_retries(retries: Retry) -> Retry:
+    """urllib3's Retry kept for redirects and statuses; transport errors raise at once."""
+    if retries.total is False or retries.total == 0:
+        return retries  # no transport retry at all already (requests' default: Retry(0))
+    if retries.connect == 0 and retries.read == 0 and retries.other == 0:
+        return retries
+    return retries.new(connect=0, read=0, other=0)
+
+
+def _reason(exc: BaseException) -> Exception | None:
+    if isinstance(exc, MaxRetryError):
+        return exc.reason
+    return exc if isinstance(exc, Exception) else None
+
+
+class HTTPConnectionPool(urllib3.HTTPConnectionPool):
+    """urllib3's ``HTTPConnectionPool`` with rstsafe's keep-alive rules and retries.
+
+    Args:
+        host: As for urllib3.
+        port: As for urllib3.
+        *args: Passed to urllib3's pool.
+        retry: rstsafe's retry policy (default ``RetryPolicy()``). urllib3's
+            ``retries`` keeps handling redirects and status retries only.
+        keepalive: Keep-alive configuration, when no ``keepalive_registry`` is given.
+        keepalive_registry: Per-origin keep-alive state shared with other pools.
+        **kwargs: Passed to urllib3's pool (and its connections).
+
+    Attributes:
+        retry_policy: rstsafe's retry policy.
+        keepalive_registry: The keep-alive states, per origin.
+        origin: Scheme, host and port of the pool's connections.
+        keepalive_state: The origin's keep-alive state (TTL source, learned bounds).
+    """
+
+    ConnectionCls = HTTPConnection
+
+    def __init__(
+        self,
+        host: str,
+        port: int | None = None,
+        *args: Any,
+        retry: RetryPolicy | None = None,
+        keepalive: KeepAlive | None = None,
+        keepalive_registry: KeepAliveRegistry | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(host, port, *args, **kwargs)
+        if keepalive_registry is None:
+            keepalive_registry = KeepAliveRegistry(keepalive)
+        elif keepalive is not None and keepalive != keepalive_registry.config:
+            raise ValueError("keepalive: give either keepalive or keepalive_registry, not both")
+        self.retry_policy = retry if retry is not None else RetryPolicy()
+        self.keepalive_registry = keepalive_registry
+        default_port = urllib3.connectionpool.port_by_scheme.get(self.scheme, 80)
+        self.origin = Origin(self.scheme, (self.host or "").lower(), self.port or default_port)
+        self.keepalive_state = keepalive_registry.for_origin(self.origin)
+        self._rstsafe_local = threading.local()
+        self._rstsafe_shared = _PoolShared(self.keepalive_state)
+        self._rstsafe_retries: tuple[Retry, Retry] | None = None
+        self._rstsafe_sleep: Callable[[float], None] = time.sleep
+
+    # -- urllib3 extension points ------------------------------------------------------
+
+    def _new_conn(self) -> BaseHTTPConnection:
+        conn = super()._new_conn()
+        if isinstance(conn, HTTPConnection):
+            conn.bind(self.origin, self._rstsafe_shared)
+        return conn
+
+    def _get_conn(self, timeout: float | None = None) -> BaseHTTPConnection:
+        conn = super()._get_conn(timeout)
+        local = self._rstsafe_local
+        if getattr(local, "fresh", False) and not conn.is_closed:
+            # A stale connection was just retried "at once on a fresh connection":
+            # do not hand out another pooled one that may be just as stale.
+            conn.close()
+        local.conn = conn
+        return conn
+
+    def _put_conn(self, conn: BaseHTTPConnection | None) -> None:
+        if isinstance(conn, HTTPConnection) and conn._rstsafe_in_flight:
+            conn._rstsafe_finish()
+        super()._put_conn(conn)
+
+    def discard_idle(self, last_used_at: float) -> None:
+        """Discard (when next taken) every idle connection last used at or before this time.
+
+        Called when a reused connection turned out stale: any connection idle at least
+        as long is likely stale too, and retrying on each in turn would burn retries.
+        """
+        self._rstsafe_shared.discard_idle(last_used_at)
+
+    # -- the attempts loop -------------------------------------------------------------
+
+    def urlopen(  # type: ignore[override]  # noqa: PLR0917 - urllib3's signature
+        self,
+        method: str,
+        url: str,
+        body: Any = None,
+        headers: Any = None,
+        retries: Retry | bool | int | None = None,
+        redirect: bool = True,
+        assert_same_host: bool = True,
+        timeout: _TYPE_DEFAULT | float | urllib3.Timeout | None = _DEFAULT_TIMEOUT,
+        pool_timeout: int | None = None,
+        release_conn: bool | None = None,
+        chunked: bool = False,
+        body_pos: Any = None,
+        preload_content: bool = True,
+        decode_content: bool = True,
+        **response_kw: Any,
+    ) -> BaseHTTPResponse:
+        """urllib3's ``urlopen``, retried by rstsafe's policy when that is safe.
+
+        A stale reused connection is retried at once on a fresh connection (and idle
+        connections at least as old are discarded); other transient failures after a
+        backoff; a request that may have reached the server only when idempotent and
+        its body can be sent again. Arguments are urllib3's.
+
+        Raises:
+            NotSentMaxRetryError: Gave up; nothing reached the server.
+            MaybeSentMaxRetryError: Gave up; the server may have received the request.
+        """
+        if not isinstance(retries, Retry):
+            retries = Retry.from_int(retries, redirect=redirect, default=self.retries)
+        cached = self._rstsafe_retries
+        if cached is not None and cached[0] is retries:
+            inner = cached[1]
+        else:
+            inner = _without_transport_retries(retries)
+            self._rstsafe_retries = (retries, inner)
+        policy = self.retry_policy
+        # Now, before the first attempt: a file's start position.
+        body_info = NO_BODY if body is None else describe_body(body)
+        attempts: RequestAttempts | None = None  # made when first needed
+        started_at = time.monotonic()  # for RetryPolicy.timeout
+        local = self._rstsafe_local
+        fresh = False
+        while True:
+            local.conn = None
+            asked_fresh = fresh
+            if asked_fresh:
+                local.fresh = True
+            try:
+                response = super().urlopen(
+                    method,
+                    url,
+                    body,
+                    headers,
+                    inner,
+                    redirect,
+                    assert_same_host,
+                    timeout=timeout,
+                    pool_timeout=pool_timeout,
+                    release_conn=release_conn,
+                    chunked=chunked,
+                    body_pos=body_pos,
+                    preload_content=preload_content,
+                    decode_content=decode_content,
+                    **response_kw,
+                )
+            except Exception as exc:
+                conn = local.conn
+                local.conn = None
+                if attempts is None:
+                    attempts = self._attempts(method, headers, body_info, started_at)
+                facts = conn.life.facts() if isinstance(conn, HTTPConnection) else None
+                decision = attempts.failed(exc, facts)
+                failure = attempts.last_failure
+                assert failure is not None
+                self._rstsafe_shared.refresh_soon()
+                if failure.stale and isinstance(conn, HTTPConnection):
+                    self.discard_idle(conn.life.last_used_at)
+                if not decision.retry:
+                    if failure.kind not in policy.retry_on:
+                        raise  # not a transport failure rstsafe handles: urllib3's own error
+                    raise attempts.error(
+                        not_sent_cls=NotSentMaxRetryError,
+                        maybe_sent_cls=MaybeSentMaxRetryError,
+                        pool=self,
+                        url=url,
+                        reason=_reason(exc),
+                    ) from exc
+                log.debug("retrying %s %s: %s", method, url, decision.reason)
+                fresh = decision.fresh_connection
+                if decision.delay:
+                    self._rstsafe_sleep(decision.delay)
+                if body_info.kind is BodyKind.SEEKABLE:
+                    rewind_body(body, body_info)
+                continue
+            finally:
+                if asked_fresh:
+                    local.fresh = False
+            local.conn = None
+            if not policy.retry_statuses or response.status not in policy.retry_statuses:
+                return response  # the common case: learning happened in getresponse()
+            if attempts is None:
+                attempts = self._attempts(method, headers, body_info, started_at)
+            again = attempts.succeeded(
+                None, status=response.status, retry_after=response.headers.get("retry-after")
+            )
+            if again is None:
+                return response
+            log.debug("retrying %s %s: %s", method, url, again.reason)
+            response.drain_conn()
+            response.release_conn()
+            fresh = False
+            if again.delay:
+                self._rstsafe_sleep(again.delay)
+            if body_info.kind is BodyKind.SEEKABLE:
+                rewind_body(body, body_info)
+
+    def _attempts(
+        self, method: str, headers: Any, body: BodyInfo, started_at: float
+    ) -> RequestAttempts:
+        policy = self.retry_policy
+        replay = replayability(
+            method, headers if headers is not None else self.headers, body, rules=policy.rules
+        )
+        return RequestAttempts(
+            policy=policy,
+            replay=replay,
+            keepalive=self.keepalive_state,
+            clock=_CLOCK,
+            started_at=started_at,
+        )
+
+
+# mypy sees two _new_conn signatures; at run time ours calls the HTTPS pool's (the MRO).
+class HTTPSConnectionPool(HTTPConnectionPool, urllib3.HTTPSConnectionPool):  # type: ignore[misc]
+    """urllib3's ``HTTPSConnectionPool`` with rstsafe's rules (see :class:`HTTPConnectionPool`)."""
+
+    ConnectionCls = HTTPSConnection
+
+
+_POOL_CLASSES: dict[str, type[urllib3.HTTPConnectionPool]] = {
+    "http": HTTPConnectionPool,
+    "https": HTTPSConnectionPool,
+}
+
+
+class _Manager(urllib3.PoolManager):
+    """What :class:`PoolManager` and :class:`ProxyManager` share."""
+
+    _default_socket_options: Callable[[], list[Any]] = staticmethod(urllib3_socket_options)
+
+    def __init__(
+        self,
+        *args: Any,
+        keepalive: KeepAlive | None = None,
+        retry: RetryPolicy | None = None,
+        keepalive_registry: KeepAliveRegistry | None = None,
+        **connection_pool_kw: Any,
+    ) -> None:
+        if keepalive_registry is None:
+            keepalive_registry = KeepAliveRegistry(keepalive)
+        elif keepalive is not None and keepalive != keepalive_registry.config:
+            raise ValueError("keepalive: give either keepalive or keepalive_registry, not both")
+        self.keepalive_registry = keepalive_registry
+        self.retry_policy = retry if retry is not None else RetryPolicy()
+        # Default options go to new pools directly (_new_pool), not into
+        # connection_pool_kw: that would put them into every request's pool key.
+        self._rstsafe_socket_options: list[Any] | None = None
+        if "socket_options" not in connection_pool_kw:
+            self._rstsafe_socket_options = type(self)._default_socket_options()
+        super().__init__(*args, **connection_pool_kw)
+        self.pool_classes_by_scheme = _POOL_CLASSES
+
+    def _new_pool(
+        self,
+        scheme: str,
+        host: str,
+        port: int,
+        request_context: dict[str, Any] | None = None,
+    ) -> urllib3.HTTPConnectionPool:
+        context = dict(self.connection_pool_kw if request_context is None else request_context)
+        if self._rstsafe_socket_options is not None:
+            context.setdefault("socket_options", self._rstsafe_socket_options)
+        if issubclass(self.pool_classes_by_scheme[scheme], HTTPConnectionPool):
+            context.setdefault("keepalive_registry", self.keepalive_registry)
+            context.setdefault("retry", self.retry_policy)
+        request_context = context
+        return super()._new_pool(scheme, host, port, request_context)
+
+
+class PoolManager(_Manager):
+    """urllib3's ``PoolManager`` whose pools survive resets; configured in one place.
+
+    Example:
+        ``http = rstsafe.urllib3.PoolManager(keepalive=KeepAlive(server_keepalive=5))``
+
+    Args:
+        num_pools: As for urllib3.
+        headers: As for urllib3.
+        keepalive: Keep-alive configuration (idle TTL, lifetime, requests per connection).
+        retry: rstsafe's retry policy for transport failures (urllib3's ``retries``
+            keeps redirects and status retries).
+        keepalive_registry: Per-origin keep-alive state to share (instead of ``keepalive``).
+        **connection_pool_kw: As for urllib3. ``socket_options`` defaults to urllib3's
+            defaults plus TCP keepalive (:func:`rstsafe.urllib3_socket_options`).
+
+    Attributes:
+        retry_policy: rstsafe's retry policy, shared by every pool.
+        keepalive_registry: The keep-alive state of every origin, shared by every pool.
+    """
+
+    def __init__(
+        self,
+        num_pools: int = 10,
+        headers: Any = None,
+        *,
+        keepalive: KeepAlive | None = None,
+        retry: RetryPolicy | None = None,
+        keepalive_registry: KeepAliveRegistry | None = None,
+        **connection_pool_kw: Any,
+    ) -> None:
+        super().__init__(
+            num_pools,
+            headers,
+            keepalive=keepalive,
+            retry=retry,
+            keepalive_registry=keepalive_registry,
+            **connection_pool_kw,
+        )
+
+
+def _proxy_socket_options() -> list[Any]:
+    # urllib3 keeps Nagle's algorithm on for proxies (empty default options); add only
+    # the keepalive options.
+    return [(level, name, value) for level, name, value in keepalive_options()]
+
+
+class ProxyManager(_Manager, urllib3.ProxyManager):
+    """urllib3's ``ProxyManager`` with rstsafe's pools (arguments as :class:`PoolManager`).
+
+    The keep-alive state is per connection endpoint: the proxy for plain HTTP, the
+    target for HTTPS through a tunnel.
+    """
+
+    _default_socket_options = staticmethod(_proxy_socket_options)
+
+    def __init__(
+        self,
+        proxy_url: str,
+        num_pools: int = 10,
+        headers: Any = None,
+        *,
+        keepalive: KeepAlive | None = None,
+        retry: RetryPolicy | None = None,
+        keepalive_registry: KeepAliveRegistry | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            proxy_url,
+            num_pools,
+            headers,
+            keepalive=keepalive,
+            retry=retry,
+            keepalive_registry=keepalive_registry,
+            **kwargs,
+        )
+
+
+def proxy_from_url(url: str, **kwargs: Any) -> ProxyManager:
+    """``urllib3.proxy_from_url`` returning a rstsafe :class:`ProxyManager`."""
+    return ProxyManager(url, **kwargs)

@@ -1,0 +1,32 @@
+"""rstsafe.requests: requests that survives "Connection reset by peer".
+
+:class:`Session` is a ``requests.Session`` with rstsafe's :class:`HTTPAdapter` mounted
+for http:// and https://; mount the adapter on an existing session instead if you
+prefer. Everything else behaves as in requests (cookies, auth, redirects, streaming,
+timeouts, proxies)::
+
+    import rstsafe.requests
+
+    with rstsafe.requests.Session() as session:
+        response = session.get("https://example.org/", timeout=10)
+"""
+
+from __future__ import annotations
+
+from rstsafe._requests import (
+    ConnectTimeout,
+    HTTPAdapter,
+    MaybeSentConnectionError,
+    NotSentConnectionError,
+    ReadTimeout,
+    Session,
+)
+
+__all__ = (
+    "ConnectTimeout",
+    "HTTPAdapter",
+    "MaybeSentConnectionError",
+    "NotSentConnectionError",
+    "ReadTimeout",
+    "Session",
+)
