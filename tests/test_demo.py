@@ -65,3 +65,57 @@ def test_cli_json_output() -> None:
     for cells in data.values():
         assert set(cells) == set(CLIENTS)
     assert data["refuse"]["plain httpx"]["failed"] == 2
+
+
+def test_rstsafe_requests_column_never_duplicates_and_fails_less() -> None:
+    """rstsafe requests: never a duplicate POST, no failure on healthy-enough servers, fewer."""
+    names = (
+        "healthy",
+        "idle-close-with-lag",
+        "idle-drop",
+        "close-after-requests",
+        "process-then-reset",
+        "early-response",
+        "abortive-close",
+        "advertise-keep-alive",
+    )
+    results = run_demo(
+        [_scenario(name) for name in names],
+        {title: CLIENTS[title] for title in ("plain requests", "rstsafe requests")},
+    )
+    for name in names:
+        assert results[name]["rstsafe requests"].duplicates == 0
+    for name in ("healthy", "close-after-requests", "early-response", "abortive-close"):
+        assert results[name]["rstsafe requests"].failed == 0
+    assert results["advertise-keep-alive"]["rstsafe requests"].failed == 0
+    for name in ("idle-close-with-lag", "idle-drop"):
+        rstsafe_cell = results[name]["rstsafe requests"]
+        assert rstsafe_cell.failed <= 1  # the first POST on a stale connection, before learning
+        assert results[name]["plain requests"].failed > rstsafe_cell.failed
+
+
+def test_rstsafe_httpx_column_never_duplicates_and_fails_less() -> None:
+    """rstsafe httpx: never a duplicate POST; no failure where a retry or TTL can recover."""
+    names = (
+        "healthy",
+        "idle-close-with-lag",
+        "idle-drop",
+        "close-after-requests",
+        "process-then-reset",
+        "early-response",
+        "abortive-close",
+        "advertise-keep-alive",
+    )
+    results = run_demo(
+        [_scenario(name) for name in names],
+        {title: CLIENTS[title] for title in ("plain httpx", "rstsafe httpx")},
+    )
+    for name in names:
+        assert results[name]["rstsafe httpx"].duplicates == 0
+    for name in ("healthy", "close-after-requests", "early-response", "abortive-close"):
+        assert results[name]["rstsafe httpx"].failed == 0
+    assert results["advertise-keep-alive"]["rstsafe httpx"].failed == 0
+    for name in ("idle-close-with-lag", "idle-drop"):
+        rstsafe_cell = results[name]["rstsafe httpx"]
+        assert rstsafe_cell.failed <= 1  # the first POST on a stale connection, before learning
+        assert results[name]["plain httpx"].failed > rstsafe_cell.failed

@@ -235,6 +235,8 @@ def _message_kind(default: FailureKind) -> Callable[[BaseException], FailureKind
         text = _safe_str(exc).lower()
         if "without sending a response" in text or "peer unexpectedly closed" in text:
             return FailureKind.CLOSED
+        if text.rstrip(".") == "server disconnected":  # httpcore's HTTP/2 connection: EOF
+            return FailureKind.CLOSED
         if (
             "without sending complete message body" in text
             or "ended prematurely" in text

@@ -205,6 +205,24 @@ class _PlainHttpx:
         self._client.close()
 
 
+class _RstsafeRequests(_PlainRequests):
+    """rstsafe.requests.Session with its defaults."""
+
+    def __init__(self) -> None:
+        import rstsafe.requests
+
+        self._session = rstsafe.requests.Session()
+
+
+class _RstsafeHttpx(_PlainHttpx):
+    """rstsafe.httpx.Client with its defaults."""
+
+    def __init__(self) -> None:
+        import rstsafe.httpx
+
+        self._client = rstsafe.httpx.Client()
+
+
 def _optional(factory: Callable[[], DemoClient]) -> ClientFactory:
     def make() -> DemoClient | None:
         try:
@@ -219,6 +237,8 @@ CLIENTS: dict[str, ClientFactory] = {
     "plain requests": _optional(_PlainRequests),
     "requests, retry all": _optional(_NaiveRetryRequests),
     "plain httpx": _optional(_PlainHttpx),
+    "rstsafe httpx": _optional(_RstsafeHttpx),
+    "rstsafe requests": _optional(_RstsafeRequests),
 }
 
 
