@@ -137,6 +137,22 @@ def test_idle_close_with_lag_requests_and_httpx_errors() -> None:
         assert server.ends() == (ConnectionEnd.RST, ConnectionEnd.RST)
 
 
+def test_idle_close_with_lag_can_advertise_its_timeout() -> None:
+    """With advertised=N every response carries Keep-Alive: timeout=N; without it, none."""
+    advertising = IdleCloseWithLag(idle=0.3, lag=LAG, advertised=0.3)
+    with MisbehavingServer(advertising) as server, requests.Session() as session:
+        assert session.get(server.url).headers["Keep-Alive"] == "timeout=0.3"
+    silent = IdleCloseWithLag(idle=0.3, lag=LAG)
+    with MisbehavingServer(silent) as server, requests.Session() as session:
+        assert "Keep-Alive" not in session.get(server.url).headers
+
+
+def test_idle_close_with_lag_rejects_a_bad_advertised_value() -> None:
+    """advertised must be a positive number of seconds; the error names the field."""
+    with pytest.raises(ValueError, match="advertised"):
+        IdleCloseWithLag(advertised=0)
+
+
 def test_idle_close_with_lag_is_a_fin_when_nothing_arrives() -> None:
     """Without a request in the window, the delayed close is a plain FIN."""
     with MisbehavingServer(IdleCloseWithLag(idle=0.2, lag=0.3)) as server:

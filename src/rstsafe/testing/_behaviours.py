@@ -88,18 +88,26 @@ class IdleCloseWithLag(Behaviour):
     read, so the close becomes an RST and the client's read fails with
     ``ConnectionResetError``. If nothing arrived, the connection ends with a FIN.
 
+    With ``advertised`` the responses carry ``Keep-Alive: timeout=<advertised>``, as
+    nginx (``keepalive_timeout 75s 75s``) and Apache do: a client that honours the header
+    with a margin never meets the race; one that ignores it does.
+
     Args:
         idle: Seconds of idleness after which the server decides to close.
         lag: Seconds between that decision and the actual close.
+        advertised: Seconds to announce in a ``Keep-Alive`` header; None sends no header.
     """
 
     causes: ClassVar[tuple[str, ...]] = ("C1", "C2")
     idle: float = 1.0
     lag: float = 0.5
+    advertised: float | None = None
 
     def __post_init__(self) -> None:
         _check_duration("idle", self.idle, allow_zero=False)
         _check_duration("lag", self.lag)
+        if self.advertised is not None:
+            _check_duration("advertised", self.advertised, allow_zero=False)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -496,7 +496,7 @@ class _Session:
         if "retry-after" in query and query["retry-after"][0].isdigit():
             extra.append(("Retry-After", query["retry-after"][0]))
         behaviour = self.behaviour
-        if isinstance(behaviour, AdvertiseKeepAlive):
+        if isinstance(behaviour, AdvertiseKeepAlive | IdleCloseWithLag) and behaviour.advertised:
             extra.append(("Keep-Alive", f"timeout={behaviour.advertised:g}"))
         if isinstance(behaviour, TruncatedBody):
             head = self.head(status, len(body) + behaviour.missing, extra, close=False)
