@@ -69,10 +69,12 @@ class Scenario:
     behaviour: Behaviour
     steps: tuple[Step, ...]
     timeout: float = 5.0
+    label: str | None = None
 
     @property
     def name(self) -> str:
-        return behaviour_name(self.behaviour)
+        """The row's title: ``label``, or the behaviour's command-line name."""
+        return self.label if self.label is not None else behaviour_name(self.behaviour)
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +137,11 @@ def _alternating(count: int, pause: float, first_pause: float = 0.0) -> tuple[St
 SCENARIOS: tuple[Scenario, ...] = (
     Scenario(behaviour=Healthy(keepalive=0.3), steps=_alternating(6, 0.6)),
     Scenario(behaviour=IdleCloseWithLag(idle=0.3, lag=1.2), steps=_alternating(6, 0.6)),
+    Scenario(
+        behaviour=IdleCloseWithLag(idle=0.3, lag=1.2, advertised=0.3),
+        steps=_alternating(6, 0.6),
+        label="idle-close-with-lag + Keep-Alive header",
+    ),
     Scenario(behaviour=IdleDrop(idle=0.3), steps=_alternating(6, 0.6)),
     Scenario(behaviour=CloseAfterRequests(count=2, reset=True), steps=_alternating(6, 0.2)),
     Scenario(behaviour=ProcessThenReset(), steps=_alternating(4, 0.0)),
@@ -236,9 +243,9 @@ def _optional(factory: Callable[[], DemoClient]) -> ClientFactory:
 CLIENTS: dict[str, ClientFactory] = {
     "plain requests": _optional(_PlainRequests),
     "requests, retry all": _optional(_NaiveRetryRequests),
+    "rstsafe requests": _optional(_RstsafeRequests),
     "plain httpx": _optional(_PlainHttpx),
     "rstsafe httpx": _optional(_RstsafeHttpx),
-    "rstsafe requests": _optional(_RstsafeRequests),
 }
 
 
@@ -336,6 +343,27 @@ def _summary(results: dict[str, dict[str, Cell]]) -> str:
     return "\n".join(parts)
 
 
+def _takeaway(results: dict[str, dict[str, Cell]]) -> str | None:
+    """The one line to remember, computed from this run (None if a column is missing)."""
+
+    def totals(title: str) -> tuple[int, int] | None:
+        cells = [cells[title] for cells in results.values() if title in cells]
+        if not cells or any(c.unavailable for c in cells):
+            return None
+        return sum(c.failed for c in cells), sum(c.duplicates for c in cells)
+
+    plain, safe = totals("plain requests"), totals("rstsafe requests")
+    naive = totals("requests, retry all")
+    if plain is None or safe is None or naive is None:
+        return None
+    return (
+        f"Take away: rstsafe requests failed {safe[0]} requests where plain requests failed "
+        f"{plain[0]}, and ran {safe[1]} POSTs twice; retrying everything failed {naive[0]} but "
+        f"ran {naive[1]} POSTs twice. What rstsafe still fails cannot succeed at all, or may "
+        "already have run on the server."
+    )
+
+
 def _as_json(results: dict[str, dict[str, Cell]]) -> dict[str, Any]:
     return {
         scenario: {
@@ -364,6 +392,10 @@ def _handle(args: argparse.Namespace) -> int:
     print("\n'N dup POST': extra executions of a POST the server had already run (C10).")
     print()
     print(_summary(results))
+    takeaway = _takeaway(results)
+    if takeaway is not None:
+        print()
+        print(takeaway)
     return 0
 
 
