@@ -236,9 +236,13 @@ def test_rstsafe_requests_and_urllib3_are_recognised() -> None:
     import rstsafe.urllib3
 
     with rstsafe.requests.Session() as session:
-        assert lint(session, upstream="aws-alb").findings == ()
+        report = lint(session, upstream="aws-alb")
+        assert report.findings == ()
+        assert report.hops[0].name == "rstsafe.requests.Session"  # the public name
     manager = rstsafe.urllib3.PoolManager()
-    assert lint(manager, upstream="aws-alb").findings == ()
+    report = lint(manager, upstream="aws-alb")
+    assert report.findings == ()
+    assert report.hops[0].name == "rstsafe.urllib3.PoolManager"
     manager.clear()
     with requests.Session() as plain:
         assert codes(lint(plain, upstream="aws-alb").findings) == ["RST001"]

@@ -43,9 +43,19 @@ class ClientFacts:
     findings: list[Finding] = field(default_factory=list)
 
 
+_RSTSAFE_PUBLIC_MODULES = ("rstsafe.requests", "rstsafe.urllib3", "rstsafe.httpx", "rstsafe")
+
+
 def _type_name(obj: object) -> str:
+    """The name users know a client's class by: ``requests.Session``, ``rstsafe.httpx.Client``."""
     cls = type(obj)
     module = cls.__module__.split(".")[0]
+    if module == "rstsafe":
+        # rstsafe's classes live in private modules; name the public one that exports them.
+        for public in _RSTSAFE_PUBLIC_MODULES:
+            exported = getattr(sys.modules.get(public), cls.__qualname__, None)
+            if exported is cls:
+                return f"{public}.{cls.__qualname__}"
     return f"{module}.{cls.__qualname__}"
 
 
