@@ -28,7 +28,12 @@ The one private attribute touched: httpx does not let a caller pass
 ``network_backend=`` to ``HTTPTransport``, so the backend is swapped on the pool it
 built (``transport._pool._network_backend``, httpcore's documented constructor
 argument, stored under that name by ``ConnectionPool``, ``HTTPProxy`` and
-``SOCKSProxy`` alike). A missing attribute fails loudly at construction.
+``SOCKSProxy`` alike). A missing attribute fails loudly at construction. httpcore's own
+stream classes (``AnyIOStream``, ``SyncStream``) are imported from its private modules
+only to recognise them: their ``is_readable`` is a poll of the raw socket, which the
+wrapped stream does itself (the anyio stream builds anyio's attribute table on every
+call, and the pool asks every idle connection on every assignment). Should they move,
+every stream is simply asked.
 
 HTTP/2 (with ``h2`` installed): streams of many requests share one connection, and
 httpcore writes whatever frames are pending from whichever task holds the write lock,
@@ -45,6 +50,7 @@ from __future__ import annotations
 import contextvars
 import dataclasses
 import os
+import select
 import socket
 import ssl
 import time
@@ -63,6 +69,14 @@ from rstsafe._idempotency import BodyInfo, BodyKind, replayability
 from rstsafe._keepalive import KeepAlive, KeepAliveRegistry, OriginKeepAlive
 from rstsafe._retry import RetryDecision, RetryPolicy
 from rstsafe._sockets import SocketOption, httpx_socket_options
+
+try:  # httpcore's own stream classes, only to recognise them (see _polled_socket)
+    from httpcore._backends.anyio import AnyIOStream as _AnyIOStream
+    from httpcore._backends.sync import SyncStream as _SyncStream
+except ImportError:  # pragma: no cover - a future httpcore: always ask the stream
+    _POLLED_STREAMS: frozenset[type] = frozenset()
+else:
+    _POLLED_STREAMS = frozenset({_AnyIOStream, _SyncStream})
 
 __all__ = ("AsyncClient", "AsyncTransport", "Client", "Transport", "error_classes")
 
@@ -262,11 +276,6 @@ class _Tracker:
             life.begin_attempt()
         # Counted before the write: a write that fails may still have sent part of it.
         self.life.bytes_sent += size
-
-    def read(self, data: bytes) -> bytes:
-        """Count bytes read; returns them."""
-        self.life.bytes_received += len(data)
-        return data
 
     def expired(self) -> bool:
         """True when rstsafe's rules say this idle connection must not be reused."""
@@ -613,12 +622,45 @@ class _TransportBase:
         return self._shared.policy
 
 
+def _socket_readable(sock: Any) -> bool:
+    """Whether ``sock`` is readable, answered as httpcore's own streams answer it.
+
+    A zero-timeout ``poll`` for input (data, end of stream, an error); a closed socket
+    counts as readable (its next read is the terminating ``b""``).
+    """
+    fd: int = sock.fileno()
+    if fd < 0:
+        return True
+    poll = select.poll()  # one per call, as httpcore: a poll object is not thread-safe
+    poll.register(fd, select.POLLIN)
+    return bool(poll.poll(0))
+
+
+def _polled_socket(inner: object) -> Any:
+    """The raw socket whose readability is ``inner``'s ``is_readable`` answer, or None.
+
+    httpcore's anyio and sync streams answer ``get_extra_info("is_readable")`` by polling
+    the raw socket they also give as ``get_extra_info("socket")``. The pool asks every
+    idle connection on every assignment, and the anyio stream gets to that socket
+    through anyio's typed-attribute lookup (a dict of callbacks built per call): rstsafe
+    polls the same socket directly. Only for those exact classes; any other stream
+    (trio's, a custom back end's) is asked itself.
+    """
+    if type(inner) not in _POLLED_STREAMS or not hasattr(select, "poll"):
+        return None
+    sock = cast("Any", inner).get_extra_info("socket")
+    if sock is None or not callable(getattr(sock, "fileno", None)):
+        return None
+    return sock
+
+
 class _TrackedStream:
     """What the sync and async stream wrappers share: the tracker and the expiry hook."""
 
     def __init__(self, inner: Any, tracker: _Tracker) -> None:
         self._inner = inner
         self._tracker = tracker
+        self._polled_socket = _polled_socket(inner)
 
     def get_extra_info(self, info: str) -> Any:
         """httpcore's pool expires idle connections that are readable: so are rstsafe's."""
@@ -636,6 +678,9 @@ class _TrackedStream:
                 and tracker.expired()
             ):
                 return True
+            sock = self._polled_socket
+            if sock is not None:
+                return _socket_readable(sock)
         return self._inner.get_extra_info(info)
 
 
@@ -655,7 +700,9 @@ class _Stream(_TrackedStream, httpcore.NetworkStream):
     _inner: httpcore.NetworkStream
 
     def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        return self._tracker.read(self._inner.read(max_bytes, timeout))
+        data = self._inner.read(max_bytes, timeout)
+        self._tracker.life.bytes_received += len(data)
+        return data
 
     def write(self, buffer: bytes, timeout: float | None = None) -> None:
         if not buffer:  # h11's end of a Content-Length body: nothing to send or count
@@ -795,7 +842,9 @@ class _AsyncStream(_TrackedStream, httpcore.AsyncNetworkStream):
     _inner: httpcore.AsyncNetworkStream
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        return self._tracker.read(await self._inner.read(max_bytes, timeout))
+        data = await self._inner.read(max_bytes, timeout)
+        self._tracker.life.bytes_received += len(data)
+        return data
 
     async def write(self, buffer: bytes, timeout: float | None = None) -> None:
         if not buffer:  # h11's end of a Content-Length body: nothing to send or count
