@@ -441,11 +441,12 @@ def error_classes(
 class _RequestDriver:
     """One request's attempts: everything the sync and async loops decide, without I/O."""
 
-    __slots__ = ("_attempt", "_lazy_attempts", "_origin", "_request", "_shared")
+    __slots__ = ("_attempt", "_lazy_attempts", "_origin", "_request", "_shared", "_started_at")
 
     def __init__(self, request: httpx.Request, shared: _Shared) -> None:
         self._request = request
         self._shared = shared
+        self._started_at = shared.now()  # RetryPolicy.timeout counts from here
         self._origin = shared.origin_of(request.url)
         self._attempt = _Attempt(self._origin)
         self._lazy_attempts: RequestAttempts | None = None
@@ -460,7 +461,11 @@ class _RequestDriver:
                 request.method, request.headers.raw, _body_info(request.stream), rules=policy.rules
             )
             attempts = self._lazy_attempts = RequestAttempts(
-                policy=policy, replay=replay, keepalive=self._shared.state(self._origin)
+                policy=policy,
+                replay=replay,
+                keepalive=self._shared.state(self._origin),
+                clock=self._shared.clock,
+                started_at=self._started_at,
             )
         return attempts
 
