@@ -103,6 +103,7 @@ class ConnectionLife:
 
     def begin_attempt(self) -> None:
         """Mark the start of a request on this connection; resets the byte counters."""
+        # rstsafe._urllib3.HTTPConnection.request inlines this: change both together.
         now = self._clock.now()
         self._attempt_started = now
         self._attempt_reused = self.requests_served > 0
@@ -113,6 +114,7 @@ class ConnectionLife:
 
     def finish_request(self, keep_alive: str | bytes | None = None) -> None:
         """Record a response read completely, with its ``Keep-Alive`` header if any."""
+        # rstsafe._urllib3.HTTPConnectionPool._put_conn inlines the header-less case.
         self.requests_served += 1
         self.last_used_at = self._clock.now()
         if keep_alive is not None:

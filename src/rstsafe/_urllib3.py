@@ -253,7 +253,15 @@ class HTTPConnection(urllib3.connection.HTTPConnection):
         shared = self._rstsafe_shared
         if shared is not None and not self._rstsafe_in_flight:
             life = self._rstsafe_life
-            if shared.surely_alive(life, time.monotonic()):
+            now = time.monotonic()
+            if (
+                # shared.surely_alive(), inline while its bounds are fresh (the usual case)
+                now < shared.bounds_until
+                and now - life.last_used_at < shared.quick_idle
+                and now - life.created_at < shared.quick_age
+                and not shared.count_limited
+                and life.requests_remaining is None
+            ) or shared.surely_alive(life, now):
                 return not wait_for_read(self.sock, timeout=0.0)  # urllib3's own check
             if life.last_used_at <= shared.watermark and life.requests_served:
                 log.debug("discarding %r: idle since before a stale connection failed", life)
@@ -283,10 +291,15 @@ class HTTPConnection(urllib3.connection.HTTPConnection):
             self.connect()
         life = self._rstsafe_life
         self._rstsafe_in_flight = True
-        self._rstsafe_reused = life.requests_served > 0
-        # life.idle_seconds(), inline: the life's clock is time.monotonic (_CLOCK).
-        self._rstsafe_idle = max(0.0, time.monotonic() - life.last_used_at)
-        life.begin_attempt()
+        # life.begin_attempt(), inline (once per request): the life's clock is
+        # time.monotonic (_CLOCK).
+        now = time.monotonic()
+        served = life.requests_served
+        life._attempt_started = now
+        life._attempt_reused = self._rstsafe_reused = served > 0
+        life._attempt_idle = self._rstsafe_idle = max(0.0, now - life.last_used_at)
+        life._attempt_served = served
+        life.bytes_sent = life.bytes_received = 0
         self._base_request(
             self,
             method,
@@ -335,13 +348,6 @@ class HTTPConnection(urllib3.connection.HTTPConnection):
                     shared.last_header = keep_alive
                     shared.refresh_soon()
         return response
-
-    def _rstsafe_finish(self) -> None:
-        """The response was read completely and the connection goes back to the pool."""
-        if self._rstsafe_in_flight:
-            self._rstsafe_in_flight = False
-            if self.sock is not None:
-                self._rstsafe_life.finish_request(self._rstsafe_keep_alive)
 
 
 class HTTPSConnection(HTTPConnection, urllib3.connection.HTTPSConnection):
@@ -398,6 +404,19 @@ def _reason(exc: BaseException) -> Exception | None:
     return exc if isinstance(exc, Exception) else None
 
 
+class _PoolLocal(threading.local):
+    """Per thread: the connection of the current attempt, and whether it must be fresh.
+
+    Class-level defaults, so that a thread reading them before it set them finds them
+    without an ``AttributeError`` raised and caught on every request.
+    """
+
+    # Any, as on a plain threading.local: typed narrower, mypy would take the loop's
+    # reset to None in urlopen as final and not see _get_conn setting it.
+    conn: Any = None
+    fresh: bool = False
+
+
 class HTTPConnectionPool(urllib3.HTTPConnectionPool):
     """urllib3's ``HTTPConnectionPool`` with rstsafe's keep-alive rules and retries.
 
@@ -440,7 +459,7 @@ class HTTPConnectionPool(urllib3.HTTPConnectionPool):
         default_port = urllib3.connectionpool.port_by_scheme.get(self.scheme, 80)
         self.origin = Origin(self.scheme, (self.host or "").lower(), self.port or default_port)
         self.keepalive_state = keepalive_registry.for_origin(self.origin)
-        self._rstsafe_local = threading.local()
+        self._rstsafe_local = _PoolLocal()
         self._rstsafe_shared = _PoolShared(self.keepalive_state)
         self._rstsafe_retries: tuple[Retry, Retry] | None = None
         self._rstsafe_sleep: Callable[[float], None] = time.sleep
@@ -456,7 +475,7 @@ class HTTPConnectionPool(urllib3.HTTPConnectionPool):
     def _get_conn(self, timeout: float | None = None) -> BaseHTTPConnection:
         conn = super()._get_conn(timeout)
         local = self._rstsafe_local
-        if getattr(local, "fresh", False) and not conn.is_closed:
+        if local.fresh and not conn.is_closed:
             # A stale connection was just retried "at once on a fresh connection":
             # do not hand out another pooled one that may be just as stale.
             conn.close()
@@ -465,7 +484,18 @@ class HTTPConnectionPool(urllib3.HTTPConnectionPool):
 
     def _put_conn(self, conn: BaseHTTPConnection | None) -> None:
         if isinstance(conn, HTTPConnection) and conn._rstsafe_in_flight:
-            conn._rstsafe_finish()
+            # The response was read completely (or released): the request is finished.
+            conn._rstsafe_in_flight = False
+            if conn.sock is not None:
+                keep_alive = conn._rstsafe_keep_alive
+                life = conn._rstsafe_life
+                if keep_alive is None:
+                    # life.finish_request(None), inline: the life's clock is
+                    # time.monotonic (_CLOCK).
+                    life.requests_served += 1
+                    life.last_used_at = time.monotonic()
+                else:
+                    life.finish_request(keep_alive)
         super()._put_conn(conn)
 
     def discard_idle(self, last_used_at: float) -> None:
