@@ -1,6 +1,7 @@
 """Helpers of the requests/urllib3 adapter tests (tests/requests): paced runs, servers.
 
-A module at the top of ``tests`` (on ``sys.path``, like ``realservers``) because
+The paced runs (``Step``, ``alternating``, ``run_paced``, ``Outcome``) are the demo's own,
+re-exported here. A module at the top of ``tests`` (on ``sys.path``, like ``realservers``) because
 ``tests/requests`` must not be a package: ``tests`` is on ``sys.path`` and a package
 named ``requests`` there would shadow the real library.
 """
@@ -13,60 +14,10 @@ import selectors
 import socket
 import ssl
 import threading
-import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
 
+from rstsafe._demo import Outcome, Send, Step, alternating, run_paced
 
-@dataclass
-class Outcome:
-    """What a paced run got: statuses per request index, and the failures."""
-
-    statuses: dict[int, int] = field(default_factory=dict)
-    errors: dict[int, BaseException] = field(default_factory=dict)
-
-    @property
-    def failed(self) -> list[int]:
-        """Indexes of the requests that raised."""
-        return sorted(self.errors)
-
-
-@dataclass(frozen=True)
-class Step:
-    """One request of a paced run, sent ``pause`` seconds after the previous one."""
-
-    method: str
-    path: str
-    pause: float = 0.0
-    body: bytes | None = None
-
-
-Send = Callable[[Step], int]
-
-
-def run_paced(send: Send, steps: list[Step]) -> Outcome:
-    """Send every step after its pause; record statuses and exceptions (never raises)."""
-    outcome = Outcome()
-    for index, step in enumerate(steps):
-        if step.pause:
-            time.sleep(step.pause)
-        try:
-            outcome.statuses[index] = send(step)
-        except Exception as exc:  # every failure is a result to assert on
-            outcome.errors[index] = exc
-    return outcome
-
-
-def alternating(
-    count: int, pause: float, *, methods: tuple[str, ...] = ("GET", "POST")
-) -> list[Step]:
-    """``count`` requests cycling through ``methods``, unique paths, ``pause`` apart."""
-    steps = []
-    for index in range(count):
-        method = methods[index % len(methods)]
-        body = None if method in ("GET", "HEAD") else b'{"n": %d}' % index
-        steps.append(Step(method, f"/{method.lower()}/{index}", pause if index else 0.0, body))
-    return steps
+__all__ = ("AppHandler", "Outcome", "Send", "Step", "TLSFront", "alternating", "run_paced")
 
 
 class TLSFront:

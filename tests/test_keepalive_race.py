@@ -9,7 +9,6 @@ request fails, none is executed twice.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 import anyio
@@ -21,32 +20,27 @@ import urllib3
 import rstsafe.httpx
 import rstsafe.requests
 import rstsafe.urllib3
+from rstsafe._demo import alternating, run_paced
 from rstsafe.testing import IdleCloseWithLag, MisbehavingServer
 
 RACE = IdleCloseWithLag(idle=0.6, lag=1.5, advertised=0.6)
 PAUSE = 0.8  # past the idle deadline, well inside the lag window
-STEPS = [("GET", "/items/0"), ("POST", "/orders/1"), ("GET", "/items/2"), ("POST", "/orders/3")]
+STEPS = alternating(4, PAUSE)  # GET, POST, GET, POST, each path unique
 
-Send = Callable[[str, str], int]
+Send = Callable[[str, str, bytes | None], int]
 
 
 def _run(send: Send, server: MisbehavingServer) -> list[str]:
-    """Send STEPS paced PAUSE apart; return the error type names (empty when all succeeded)."""
-    errors = []
-    for index, (method, path) in enumerate(STEPS):
-        if index:
-            time.sleep(PAUSE)
-        try:
-            assert send(method, server.url + path) == 200
-        except Exception as exc:  # the errors are the result being measured
-            errors.append(type(exc).__name__)
-    return errors
+    """Send STEPS; return the error type names (empty when all succeeded)."""
+    outcome = run_paced(lambda step: send(step.method, server.url + step.path, step.body), STEPS)
+    assert all(status == 200 for status in outcome.statuses.values())
+    return [type(outcome.errors[index]).__name__ for index in outcome.failed]
 
 
 def _assert_each_post_once(server: MisbehavingServer) -> None:
-    for method, path in STEPS:
-        if method == "POST":
-            assert server.executions(method="POST", path=path) <= 1
+    for step in STEPS:
+        if step.method == "POST":
+            assert server.executions(method="POST", path=step.path) <= 1
 
 
 @pytest.mark.parametrize("library", ["requests", "urllib3", "httpx"])
@@ -55,14 +49,14 @@ def test_plain_clients_meet_the_race(library: str) -> None:
     with MisbehavingServer(RACE) as server:
         if library == "requests":
             with requests.Session() as session:
-                errors = _run(lambda m, u: session.request(m, u, data=b"{}").status_code, server)
+                errors = _run(lambda m, u, b: session.request(m, u, data=b).status_code, server)
         elif library == "urllib3":
             pool = urllib3.PoolManager(retries=False)
-            errors = _run(lambda m, u: pool.request(m, u, body=b"{}").status, server)
+            errors = _run(lambda m, u, b: pool.request(m, u, body=b).status, server)
             pool.clear()
         else:
             with httpx.Client() as client:
-                errors = _run(lambda m, u: client.request(m, u, content=b"{}").status_code, server)
+                errors = _run(lambda m, u, b: client.request(m, u, content=b).status_code, server)
         _assert_each_post_once(server)
     # Every request that reuses a connection meets the race: the 2nd and the 4th (the 3rd
     # goes out on the fresh connection that replaced the reset one).
@@ -75,14 +69,14 @@ def test_rstsafe_never_meets_the_race_when_the_timeout_is_advertised(library: st
     with MisbehavingServer(RACE) as server:
         if library == "requests":
             with rstsafe.requests.Session() as session:
-                errors = _run(lambda m, u: session.request(m, u, data=b"{}").status_code, server)
+                errors = _run(lambda m, u, b: session.request(m, u, data=b).status_code, server)
         elif library == "urllib3":
             pool = rstsafe.urllib3.PoolManager()
-            errors = _run(lambda m, u: pool.request(m, u, body=b"{}").status, server)
+            errors = _run(lambda m, u, b: pool.request(m, u, body=b).status, server)
             pool.clear()
         else:
             with rstsafe.httpx.Client() as client:
-                errors = _run(lambda m, u: client.request(m, u, content=b"{}").status_code, server)
+                errors = _run(lambda m, u, b: client.request(m, u, content=b).status_code, server)
         _assert_each_post_once(server)
         assert server.executions() == len(STEPS)
     assert errors == []
@@ -95,11 +89,10 @@ def test_rstsafe_async_httpx_never_meets_the_race(backend: str) -> None:
     async def main(url: str) -> list[str]:
         errors = []
         async with rstsafe.httpx.AsyncClient() as client:
-            for index, (method, path) in enumerate(STEPS):
-                if index:
-                    await anyio.sleep(PAUSE)
+            for step in STEPS:
+                await anyio.sleep(step.pause)
                 try:
-                    response = await client.request(method, url + path, content=b"{}")
+                    response = await client.request(step.method, url + step.path, content=step.body)
                     assert response.status_code == 200
                 except httpx.TransportError as exc:
                     errors.append(type(exc).__name__)

@@ -45,7 +45,17 @@ from rstsafe.testing import (
 if TYPE_CHECKING:
     from argparse import _SubParsersAction
 
-__all__ = ("SCENARIOS", "Cell", "Outcome", "Scenario", "Step", "run_demo")
+__all__ = (
+    "SCENARIOS",
+    "Cell",
+    "Outcome",
+    "Scenario",
+    "Send",
+    "Step",
+    "alternating",
+    "run_demo",
+    "run_paced",
+)
 
 # A body large enough that the client is still uploading when an early response
 # arrives: loopback socket buffers hold a few MiB.
@@ -77,12 +87,34 @@ class Scenario:
         return self.label if self.label is not None else behaviour_name(self.behaviour)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Outcome:
-    """What one request got: a status code, or the name of the exception raised."""
+    """What a paced run got: the status of each request by index, and the exceptions."""
 
-    status: int | None = None
-    error: str | None = None
+    statuses: dict[int, int] = field(default_factory=dict)
+    errors: dict[int, BaseException] = field(default_factory=dict)
+
+    @property
+    def failed(self) -> list[int]:
+        """Indexes of the requests that raised."""
+        return sorted(self.errors)
+
+
+#: Sends one step and returns the response status.
+Send = Callable[[Step], int]
+
+
+def run_paced(send: Send, steps: Sequence[Step]) -> Outcome:
+    """Send every step after its pause; record statuses and exceptions (never raises)."""
+    outcome = Outcome()
+    for index, step in enumerate(steps):
+        if step.pause:
+            time.sleep(step.pause)
+        try:
+            outcome.statuses[index] = send(step)
+        except Exception as exc:  # every failure is a result to report
+            outcome.errors[index] = exc
+    return outcome
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -117,16 +149,16 @@ class Cell:
         return text
 
 
-def _alternating(count: int, pause: float, first_pause: float = 0.0) -> tuple[Step, ...]:
-    """``count`` requests alternating GET and POST, each path unique, ``pause`` apart."""
+def alternating(
+    count: int, pause: float, *, methods: tuple[str, ...] = ("GET", "POST")
+) -> tuple[Step, ...]:
+    """``count`` requests cycling through ``methods``, each path unique, ``pause`` apart."""
     steps = []
     for index in range(count):
-        method = "GET" if index % 2 == 0 else "POST"
-        path = f"/items/{index}" if method == "GET" else f"/orders/{index}"
-        body = None if method == "GET" else b'{"order": %d}' % index
-        steps.append(
-            Step(method=method, path=path, body=body, pause=first_pause if index == 0 else pause)
-        )
+        method = methods[index % len(methods)]
+        path = f"/items/{index}" if method in ("GET", "HEAD") else f"/orders/{index}"
+        body = None if method in ("GET", "HEAD") else b'{"order": %d}' % index
+        steps.append(Step(method=method, path=path, body=body, pause=pause if index else 0.0))
     return tuple(steps)
 
 
@@ -135,27 +167,27 @@ def _alternating(count: int, pause: float, first_pause: float = 0.0) -> tuple[St
 # has given up on. The margins (0.3 s either side, a 1.2 s lag window) keep the
 # outcome the same on a loaded machine.
 SCENARIOS: tuple[Scenario, ...] = (
-    Scenario(behaviour=Healthy(keepalive=0.3), steps=_alternating(6, 0.6)),
-    Scenario(behaviour=IdleCloseWithLag(idle=0.3, lag=1.2), steps=_alternating(6, 0.6)),
+    Scenario(behaviour=Healthy(keepalive=0.3), steps=alternating(6, 0.6)),
+    Scenario(behaviour=IdleCloseWithLag(idle=0.3, lag=1.2), steps=alternating(6, 0.6)),
     Scenario(
         behaviour=IdleCloseWithLag(idle=0.3, lag=1.2, advertised=0.3),
-        steps=_alternating(6, 0.6),
+        steps=alternating(6, 0.6),
         label="idle-close-with-lag + Keep-Alive header",
     ),
-    Scenario(behaviour=IdleDrop(idle=0.3), steps=_alternating(6, 0.6)),
-    Scenario(behaviour=CloseAfterRequests(count=2, reset=True), steps=_alternating(6, 0.2)),
-    Scenario(behaviour=ProcessThenReset(), steps=_alternating(4, 0.0)),
-    Scenario(behaviour=ResetUnread(), steps=_alternating(4, 0.0)),
+    Scenario(behaviour=IdleDrop(idle=0.3), steps=alternating(6, 0.6)),
+    Scenario(behaviour=CloseAfterRequests(count=2, reset=True), steps=alternating(6, 0.2)),
+    Scenario(behaviour=ProcessThenReset(), steps=alternating(4, 0.0)),
+    Scenario(behaviour=ResetUnread(), steps=alternating(4, 0.0)),
     Scenario(
         behaviour=EarlyResponse(),
         steps=tuple(Step(method="POST", path=f"/upload/{i}", body=_LARGE_BODY) for i in range(2)),
     ),
-    Scenario(behaviour=TruncatedBody(), steps=_alternating(4, 0.0)),
-    Scenario(behaviour=BlackHole(), steps=_alternating(2, 0.0), timeout=0.5),
-    Scenario(behaviour=AcceptQueueOverflow(), steps=_alternating(2, 0.0), timeout=0.5),
-    Scenario(behaviour=AbortiveClose(), steps=_alternating(6, 0.2)),
-    Scenario(behaviour=AdvertiseKeepAlive(advertised=5.0, actual=0.3), steps=_alternating(6, 0.6)),
-    Scenario(behaviour=Refuse(), steps=_alternating(2, 0.0), timeout=0.5),
+    Scenario(behaviour=TruncatedBody(), steps=alternating(4, 0.0)),
+    Scenario(behaviour=BlackHole(), steps=alternating(2, 0.0), timeout=0.5),
+    Scenario(behaviour=AcceptQueueOverflow(), steps=alternating(2, 0.0), timeout=0.5),
+    Scenario(behaviour=AbortiveClose(), steps=alternating(6, 0.2)),
+    Scenario(behaviour=AdvertiseKeepAlive(advertised=5.0, actual=0.3), steps=alternating(6, 0.6)),
+    Scenario(behaviour=Refuse(), steps=alternating(2, 0.0), timeout=0.5),
 )
 
 
@@ -275,23 +307,21 @@ def _run_cell(scenario: Scenario, factory: ClientFactory) -> Cell:
     client = factory()
     if client is None:
         return Cell(requests=len(scenario.steps), unavailable="not installed")
-    errors: Counter[str] = Counter()
-    statuses: Counter[int] = Counter()
     with MisbehavingServer(scenario.behaviour) as server:
         try:
-            for step in scenario.steps:
-                if step.pause:
-                    time.sleep(step.pause)
-                try:
-                    statuses[client.request(step, server.url + step.path, scenario.timeout)] += 1
-                except Exception as exc:  # every failure is a result to report
-                    errors[_error_name(exc)] += 1
+            outcome = run_paced(
+                lambda step: client.request(step, server.url + step.path, scenario.timeout),
+                scenario.steps,
+            )
         finally:
             client.close()
         executed = Counter(e.path for e in server.executed if e.method == "POST")
     duplicates = sum(count - 1 for count in executed.values() if count > 1)
     return Cell(
-        requests=len(scenario.steps), errors=errors, statuses=statuses, duplicates=duplicates
+        requests=len(scenario.steps),
+        errors=Counter(_error_name(exc) for exc in outcome.errors.values()),
+        statuses=Counter(outcome.statuses.values()),
+        duplicates=duplicates,
     )
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -99,7 +99,7 @@ def _urllib3_send(manager: urllib3.PoolManager, base: str, step: Step) -> int:
 
 
 def side_by_side(
-    behaviour: Behaviour, steps: list[Step], clients: dict[str, Factory]
+    behaviour: Behaviour, steps: Sequence[Step], clients: dict[str, Factory]
 ) -> dict[str, tuple[Outcome, MisbehavingServer]]:
     """Run ``steps`` with every client, each against its own server, concurrently."""
 
@@ -113,7 +113,7 @@ def side_by_side(
     return {name: future.result() for name, future in futures.items()}
 
 
-def posts_executed_at_most_once(server: MisbehavingServer, steps: list[Step]) -> bool:
+def posts_executed_at_most_once(server: MisbehavingServer, steps: Sequence[Step]) -> bool:
     """Every POST path was executed zero or one time."""
     return all(server.executions("POST", s.path) <= 1 for s in steps if s.method == "POST")
 

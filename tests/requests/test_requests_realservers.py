@@ -7,6 +7,8 @@ Every scenario runs at the same time, so the test lasts about as long as uvicorn
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -24,7 +26,7 @@ FAST = RetryPolicy(retries=2, wait_initial=0.01, wait_max=0.05)
 OVER = 0.3
 
 
-def _run(server: RealServer, steps: list[Step], keepalive: KeepAlive | None) -> Outcome:
+def _run(server: RealServer, steps: Sequence[Step], keepalive: KeepAlive | None) -> Outcome:
     with rstsafe.requests.Session(retry=FAST, keepalive=keepalive) as session:
 
         def send(step: Step) -> int:
@@ -50,11 +52,11 @@ def test_real_servers_paced_across_their_keepalive(
         "nginx": (start_nginx(keepalive="1s"), 1.0, 5),
     }
     header = start_nginx(keepalive="1s 1s")
-    jobs: dict[str, tuple[RealServer, list[Step], KeepAlive | None]] = {}
+    jobs: dict[str, tuple[RealServer, Sequence[Step], KeepAlive | None]] = {}
     for name, (server, timeout, count) in servers.items():
-        steps = alternating(count, timeout + OVER)
+        steps: Sequence[Step] = alternating(count, timeout + OVER)
         jobs[f"{name} learned"] = (server, steps, None)
-        known = [Step(s.method, "/known" + s.path, s.pause, s.body) for s in steps]
+        known = [dataclasses.replace(s, path="/known" + s.path) for s in steps]
         jobs[f"{name} configured"] = (server, known, KeepAlive(server_keepalive=timeout))
     tagged = RealServer("nginx-header", header.url, header.port, header.execution_log)
     jobs["nginx header"] = (tagged, alternating(5, 1.0 + OVER), None)

@@ -7,7 +7,7 @@ terminates TLS and passes the server's FIN/RST decisions on to the client.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
@@ -43,7 +43,7 @@ def test_https_requests_verify_and_reuse_connections(tls_front: Front, ca_bundle
     ids=["stale-gets-retried", "known-timeout-saves-posts"],
 )
 def test_https_keepalive_race_zero_errors(
-    tls_front: Front, ca_bundle: Path, keepalive: KeepAlive | None, steps: list[Step]
+    tls_front: Front, ca_bundle: Path, keepalive: KeepAlive | None, steps: Sequence[Step]
 ) -> None:
     """Over TLS, stale GETs are retried at once and a known timeout saves POSTs too."""
     with MisbehavingServer(IdleCloseWithLag(idle=0.3, lag=1.2)) as server:
