@@ -6,8 +6,9 @@ non-idempotent request is never executed twice.
 
 from __future__ import annotations
 
+import dataclasses
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import httpx
 import pytest
@@ -15,6 +16,7 @@ import pytest
 import rstsafe
 import rstsafe.httpx
 from rstsafe import FailureKind, KeepAlive, RetryAction, RetryPolicy, TTLSource
+from rstsafe._demo import Step, alternating, run_paced
 from rstsafe.testing import (
     AbortiveClose,
     AcceptQueueOverflow,
@@ -47,6 +49,18 @@ def _send(client: httpx.Client, method: str, url: str) -> httpx.Response:
     return client.request(method, url, content=body, timeout=5)
 
 
+FOUR = alternating(4, PAUSE)  # GET, POST, GET, POST, each path unique
+
+
+def _all_ok(client: httpx.Client, server: MisbehavingServer, steps: Sequence[Step]) -> None:
+    """Send the paced steps; every one must get 200."""
+    outcome = run_paced(
+        lambda step: _send(client, step.method, server.url + step.path).status_code, steps
+    )
+    assert outcome.errors == {}
+    assert list(outcome.statuses.values()) == [200] * len(steps)
+
+
 def _body_chunks() -> Iterator[bytes]:
     yield b"streamed "
     yield b"body"
@@ -56,12 +70,9 @@ def test_healthy_server_paced_across_its_keepalive(misbehaving_server: ServerFac
     """Against a server closing idle connections (FIN), every GET and POST succeeds once."""
     server = misbehaving_server(Healthy(keepalive=0.3))
     with rstsafe.httpx.Client() as client:
-        for index in range(4):
-            time.sleep(PAUSE if index else 0)
-            method = "GET" if index % 2 == 0 else "POST"
-            assert _send(client, method, f"{server.url}/r/{index}").status_code == 200
+        _all_ok(client, server, FOUR)
     assert server.executions(method="POST") == 2
-    assert all(server.executions(path=f"/r/{i}") == 1 for i in range(4))
+    assert all(server.executions(path=step.path) == 1 for step in FOUR)
 
 
 def test_keepalive_race_get_is_retried_on_a_fresh_connection(
@@ -128,26 +139,24 @@ def test_keepalive_race_with_configured_server_keepalive(
     server = misbehaving_server(IdleCloseWithLag(idle=0.3, lag=1.2))
     keepalive = KeepAlive(server_keepalive=0.3)
     with rstsafe.httpx.Client(keepalive=keepalive) as client:
-        for index in range(4):
-            time.sleep(PAUSE if index else 0)
-            method = "GET" if index % 2 == 0 else "POST"
-            assert _send(client, method, f"{server.url}/r/{index}").status_code == 200
-    assert all(server.executions(path=f"/r/{i}") == 1 for i in range(4))
+        _all_ok(client, server, FOUR)
+    assert all(server.executions(path=step.path) == 1 for step in FOUR)
 
 
 def test_keep_alive_header_sets_the_ttl(misbehaving_server: ServerFactory) -> None:
     """An honest ``Keep-Alive: timeout=1`` header: TTL from the header, GET and POST all ok."""
     server = misbehaving_server(AdvertiseKeepAlive(advertised=1.0, actual=1.0))
+    steps = [
+        dataclasses.replace(step, pause=pause)
+        for step, pause in zip(FOUR, (0.0, 1.2, 0.2, 1.2), strict=True)
+    ]
     with rstsafe.httpx.Client() as client:
-        for index, pause in enumerate((0.0, 1.2, 0.2, 1.2)):
-            time.sleep(pause)
-            method = "GET" if index % 2 == 0 else "POST"
-            assert _send(client, method, f"{server.url}/r/{index}").status_code == 200
+        _all_ok(client, server, steps)
         registry = client._transport.keepalive_registry  # type: ignore[attr-defined]
         state = registry.for_origin(next(iter(registry)))
         assert state.header_timeout == 1.0
         assert state.idle_ttl().source is TTLSource.HEADER
-    assert all(server.executions(path=f"/r/{i}") == 1 for i in range(4))
+    assert all(server.executions(path=step.path) == 1 for step in steps)
     # Reused after 0.2 s idle, fresh after 1.2 s: three connections for four requests.
     assert len(server.connections) == 3
 
@@ -156,10 +165,7 @@ def test_lying_keep_alive_header_is_survived(misbehaving_server: ServerFactory) 
     """A header promising 5 s on a server closing after 0.3 s: still no error (FIN seen)."""
     server = misbehaving_server(AdvertiseKeepAlive(advertised=5.0, actual=0.3))
     with rstsafe.httpx.Client() as client:
-        for index in range(4):
-            time.sleep(PAUSE if index else 0)
-            method = "GET" if index % 2 == 0 else "POST"
-            assert _send(client, method, f"{server.url}/r/{index}").status_code == 200
+        _all_ok(client, server, FOUR)
     assert server.executions(method="POST") == 2
 
 
