@@ -91,14 +91,18 @@ class ConnectionLife:
         """Seconds since the connection last finished a response (or was opened)."""
         return max(0.0, self._clock.now() - self.last_used_at)
 
-    def expiry_reason(self, keepalive: OriginKeepAlive) -> str | None:
-        """Why this idle connection must not be reused now, or None (see ``OriginKeepAlive``)."""
+    def expiry_reason(self, keepalive: OriginKeepAlive, *, probe: bool = False) -> str | None:
+        """Why this idle connection must not be reused now, or None (see ``OriginKeepAlive``).
+
+        ``probe``: the request may reuse it past the TTL (see ``OriginKeepAlive.probe_limit``).
+        """
         return keepalive.expiry_reason(
             created_at=self.created_at,
             last_used_at=self.last_used_at,
             requests_served=self.requests_served,
             now=self._clock.now(),
             requests_remaining=self.requests_remaining,
+            probe=probe,
         )
 
     def begin_attempt(self) -> None:

@@ -217,7 +217,7 @@ class _Attempt:
     must not).
     """
 
-    __slots__ = ("idle", "origin", "request", "reused", "tracker")
+    __slots__ = ("_may_probe", "idle", "origin", "request", "reused", "tracker")
 
     def __init__(self, origin: Origin, request: httpx.Request | None = None) -> None:
         self.origin = origin
@@ -225,6 +225,27 @@ class _Attempt:
         self.tracker: _Tracker | None = None
         self.reused = False  # set with ``idle`` when bound (see _Tracker.wrote)
         self.idle = 0.0
+        self._may_probe: bool | None = None
+
+    def may_probe(self, policy: RetryPolicy) -> bool:
+        """True when a stale connection would cost this attempt only an immediate retry.
+
+        Such an attempt may reuse a connection past the TTL (a probe; see
+        ``OriginKeepAlive.probe_limit``). Worked out on first need: most requests find
+        a connection within its TTL and never ask.
+        """
+        answer = self._may_probe
+        if answer is None:
+            request = self.request
+            answer = self._may_probe = request is not None and policy.may_probe(
+                replayability(
+                    request.method,
+                    request.headers.raw,
+                    _body_info(request.stream),
+                    rules=policy.rules,
+                )
+            )
+        return answer
 
     def watch_early_response(self) -> bool:
         """True unless the request sends ``Expect:``."""
@@ -244,7 +265,9 @@ class _Tracker:
         "keepalive",
         "life",
         "multiplexed",
+        "probe_for",
         "recheck_at",
+        "ruled_out",
         "shared",
         "stopped",
         "tls",
@@ -264,12 +287,31 @@ class _Tracker:
         # The attempt whose upload was stopped by an early response; the connection
         # is then never reused (httpcore believes the body was sent in full).
         self.stopped: _Attempt | None = None
+        # The attempt for which the last check let this connection through past its
+        # TTL, as a probe; any other attempt must not send on it (see wrote()).
+        self.probe_for: _Attempt | None = None
+        # The last check expired it by rstsafe's rules (TTL, lifetime, requests), as
+        # opposed to a stale cutoff or a stopped upload.
+        self.ruled_out = False
 
     def wrote(self, size: int) -> None:
         """Count bytes about to be written; the first write of an attempt binds it here."""
         attempt = _CURRENT.get()
         if attempt is not None and attempt.tracker is None:
             life = self.life
+            probe_for = self.probe_for
+            if probe_for is not None:
+                self.probe_for = None
+                if probe_for is not attempt and life.expiry_reason(self.keepalive) is not None:
+                    # Let through past its TTL as a probe while the pool was assigning
+                    # connections for another request (httpcore assigns every queued
+                    # request in one pass); this one must not risk it. Nothing is
+                    # written: httpcore closes the connection and assigns another.
+                    self.recheck_at = float("-inf")
+                    raise httpcore.ConnectionNotAvailable(
+                        "rstsafe: connection idle past its TTL, kept for a request that"
+                        " may probe; this request goes on another connection"
+                    )
             attempt.tracker = self
             attempt.reused = life.requests_served > 0
             attempt.idle = life.idle_seconds()
@@ -282,6 +324,7 @@ class _Tracker:
         shared = self.shared
         if self.epoch == shared.epoch and self.stopped is None and shared.now() < self.recheck_at:
             return False
+        self.ruled_out = False
         if self.stopped is not None:
             return True
         epoch = shared.epoch
@@ -290,7 +333,18 @@ class _Tracker:
         if cutoff is not None and life.last_used_at <= cutoff:
             return True
         if life.expiry_reason(self.keepalive) is not None:
-            return True
+            attempt = _CURRENT.get()
+            if (
+                attempt is None
+                or attempt.tracker is not None  # a retry: fresh connections only
+                or life.expiry_reason(self.keepalive, probe=attempt.may_probe(shared.policy))
+                is not None
+            ):
+                self.ruled_out = True
+                return True
+            self.probe_for = attempt  # past the TTL: only this attempt may use it
+            return False
+        self.probe_for = None
         # The earliest moment the check could fail with the same inputs: the TTL and
         # lifetime at their most jittered (jitter only shortens).
         config = self.keepalive.config
@@ -300,6 +354,17 @@ class _Tracker:
             recheck = min(recheck, life.created_at + config.max_lifetime * keep)
         self.epoch, self.recheck_at = epoch, recheck
         return False
+
+    def checked_idle(self, *, is_open: bool) -> None:
+        """Learn from a liveness check of this idle connection: still open, or closed."""
+        life = self.life
+        if not life.requests_served or self.multiplexed:
+            return
+        if is_open:
+            self.keepalive.observe_open(life.idle_seconds())
+        else:
+            self.keepalive.observe_closed_idle(life.idle_seconds())
+            self.shared.epoch += 1  # the learned TTL may have shortened
 
     def slices(self, buffer: bytes) -> Iterator[bytes] | None:
         """Slices to write ``buffer`` in, checking for an early response between them.
@@ -682,11 +747,24 @@ class _TrackedStream:
                 )
                 and tracker.expired()
             ):
+                if tracker.ruled_out:
+                    tracker.checked_idle(is_open=not self._readable())
                 return True
             sock = self._polled_socket
             if sock is not None:
-                return _socket_readable(sock)
+                readable = _socket_readable(sock)
+            else:
+                readable = bool(self._inner.get_extra_info(info))
+            if readable:
+                tracker.checked_idle(is_open=False)  # closed by the server while idle
+            return readable
         return self._inner.get_extra_info(info)
+
+    def _readable(self) -> bool:
+        sock = self._polled_socket
+        if sock is not None:
+            return _socket_readable(sock)
+        return bool(self._inner.get_extra_info("is_readable"))
 
 
 class _WrappingBackend:

@@ -3,8 +3,12 @@
 Rule of thumb at every hop: the side that reuses a connection must give it up before the
 side that accepts it does. The server's idle timeout is taken, in order, from explicit
 configuration (``server_keepalive=``), the ``Keep-Alive: timeout=N`` response header,
-or nothing (a default TTL). Learning from observed closes can only *shorten* the TTL:
-a close is a fact, a configured or announced timeout is a claim.
+or nothing (a default TTL). Learning from observed closes can only *shorten* a configured
+or announced TTL: a close is a fact, a configured or announced timeout is a claim. When
+nothing is claimed, learning may also *lengthen* the default TTL, but only up to an idle
+time a reuse has been seen to survive: that is a fact too. Requests that can be retried
+transparently (idempotent, replayable body) may *probe*: reuse a connection somewhat past
+the TTL, to find out whether it survives (see :meth:`OriginKeepAlive.probe_limit`).
 
 Pure code: every method takes its times as arguments; randomness comes from an injected
 :class:`random.Random` (jitter, via :func:`rstsafe._clock.jittered`).
@@ -24,6 +28,7 @@ from rstsafe._clock import Clock, MonotonicClock, jittered
 
 __all__ = (
     "DEFAULT_IDLE_TTL",
+    "PROBE_REACH",
     "IdleTTL",
     "KeepAlive",
     "KeepAliveHeader",
@@ -75,6 +80,13 @@ DEFAULT_MAX_LIFETIME = 300.0
 # connection per origin per window, retried at once when the request allows it.
 DEFAULT_LEARN_MEMORY = 600.0
 
+# A probe (a replayable request reusing a connection past the TTL, when nothing is
+# claimed) goes at most this many times the TTL, or the largest idle seen to survive:
+# like TCP's slow start, the reach doubles with every success, so a timeout far above
+# the default is found in a few steps while a middlebox that drops idle connections
+# silently (C3) is never probed far past what worked.
+PROBE_REACH = 2.0
+
 # Keep-Alive header values beyond these are hostile or nonsense and ignored.
 MAX_HEADER_TIMEOUT = 86_400.0  # one day
 MAX_HEADER_MAX = 1_000_000_000
@@ -125,6 +137,9 @@ class KeepAlive:
         learn_memory: Forget learned bounds this many seconds after the last close that
             set them (None: never forget).
         use_header: Honour the ``Keep-Alive`` response header.
+        probe: Let requests that are retried transparently when stale (idempotent, with
+            a replayable body) reuse a connection past the TTL, when no timeout is
+            configured or announced (see :meth:`OriginKeepAlive.probe_limit`).
     """
 
     server_keepalive: float | None = None
@@ -137,6 +152,7 @@ class KeepAlive:
     learn: bool = True
     learn_memory: float | None = DEFAULT_LEARN_MEMORY
     use_header: bool = True
+    probe: bool = True
 
     def __post_init__(self) -> None:
         _finite_non_negative("server_keepalive", self.server_keepalive)
@@ -270,12 +286,18 @@ class OriginKeepAlive:
     Once a close has been seen, the learned estimate of the server's timeout is
     ``max(lower_bound, upper_bound / 2)``: the largest idle known to survive, or half
     the smallest idle known to fail when nothing bigger survived (each close halves
-    it, so a TTL far too long converges in a few steps). The TTL is that estimate
-    minus the margin. The estimate is never above ``lower_bound`` unless
-    ``upper_bound / 2`` is, so it stays below the true timeout whenever a close was
-    seen within twice the timeout (a client that already follows a TTL below twice
-    the timeout can only see those). Learning never lengthens a TTL: it applies only
-    when below the configured, announced or default one.
+    it, so a TTL far too long converges in a few steps). The learned TTL is the larger
+    of that estimate minus the margin and the *proven* TTL: ``lower_bound`` itself,
+    capped at ``upper_bound`` minus the margin (an idle that survived is safe to wait
+    again, unless a close was seen just above it). The estimate is never above
+    ``lower_bound`` unless ``upper_bound / 2`` is, so the TTL stays below the true
+    timeout whenever a close was seen within twice the timeout (a client that already
+    follows a TTL below twice the timeout can only see those).
+
+    A learned TTL only shortens a configured or announced one. It lengthens the
+    default only up to the proven TTL: with no close seen, the TTL is
+    ``max(default, lower_bound)``. Probes (:meth:`probe_limit`) are how
+    ``lower_bound`` grows past the default.
 
     A server whose timeout changes contradicts old evidence. A reuse succeeding after
     longer than a seen close is proof: the close bound is dropped at once. A close after
@@ -295,6 +317,7 @@ class OriginKeepAlive:
         "_learned_at",
         "_lock",
         "_lower",
+        "_open",
         "_pending_stale",
         "_rng",
         "_upper",
@@ -324,6 +347,7 @@ class OriginKeepAlive:
         self._lock = threading.Lock()
         self._lower: float | None = None
         self._upper: float | None = None
+        self._open: float | None = None
         self._header_timeout: float | None = None
         self._header_limit: int | None = None
         self._header_at: float | None = None
@@ -354,7 +378,7 @@ class OriginKeepAlive:
         if memory is None or self._learned_at is None:
             return
         if self._clock.now() - self._learned_at >= memory:
-            self._lower = self._upper = None
+            self._lower = self._upper = self._open = None
             self._learned_at = None
             self._pending_stale = None
 
@@ -441,6 +465,35 @@ class OriginKeepAlive:
                 self._upper = idle_seconds
             self._learned_at = self._clock.now()
 
+    def observe_open(self, idle_seconds: float) -> None:
+        """Record that an idle connection was still open (no FIN, no reset) after ``idle_seconds``.
+
+        Weak evidence (a middlebox may have dropped it silently, a FIN may be on its
+        way), used only to let probes reach that far (:meth:`probe_limit`), never for
+        the TTL itself. Adapters report it for connections they expire by idle time.
+        """
+        if not self._config.learn or not _is_sane(idle_seconds):
+            return
+        with self._lock:
+            if self._open is None or idle_seconds > self._open:
+                self._open = idle_seconds
+
+    def observe_closed_idle(self, idle_seconds: float) -> None:
+        """Record that a liveness check found an idle connection closed by the server.
+
+        The server closed it at most ``idle_seconds`` after its last response: an upper
+        bound, as for :meth:`observe_stale`, unless a reuse survived at least as long
+        (then it was closed for another reason, e.g. a restart closing every idle
+        connection at once, and it teaches nothing).
+        """
+        if not self._config.learn or not _is_sane(idle_seconds):
+            return
+        with self._lock:
+            self._forget_expired()
+            if self._lower is not None and idle_seconds <= self._lower:
+                return
+        self.observe_stale(idle_seconds)
+
     def observe_attempt(self, facts: ConnectionFacts, failure: Failure | None = None) -> None:
         """Learn from one attempt on a reused connection; ignores fresh connections.
 
@@ -462,7 +515,7 @@ class OriginKeepAlive:
     def reset(self) -> None:
         """Forget everything observed (header and learning)."""
         with self._lock:
-            self._lower = self._upper = None
+            self._lower = self._upper = self._open = None
             self._learned_at = self._pending_stale = None
             self._header_timeout = None
             self._header_limit = None
@@ -480,26 +533,81 @@ class OriginKeepAlive:
         half = self._upper / 2.0
         return half if self._lower is None else max(self._lower, half)
 
+    def _ttl_locked(self) -> tuple[float, TTLSource, float | None]:
+        """The TTL before jitter, its source and server timeout; under the lock."""
+        config = self._config
+        self._forget_expired()
+        estimate = self._estimate()
+        conservative = None if estimate is None else config.ttl_below(estimate)
+        # The proven TTL: an idle a reuse survived, unless a close was seen just above it.
+        proven = self._lower
+        if proven is not None:
+            for bound in (self._upper, self._pending_stale):
+                if bound is not None:
+                    proven = min(proven, config.ttl_below(bound))
+        learned = conservative
+        if proven is not None and (learned is None or proven > learned):
+            learned = proven
+        learned_server = estimate if estimate is not None else self._lower
+        claimed = config.server_keepalive
+        source = TTLSource.CONFIGURED
+        if claimed is None:
+            claimed, source = self._header_timeout, TTLSource.HEADER
+        if claimed is not None:
+            base = config.ttl_below(claimed)
+            # A claim is only shortened by what was learned, never lengthened, and only
+            # once a close below the claimed timeout has proved it wrong.
+            upper = self._upper
+            if upper is not None and upper < claimed and learned is not None and learned < base:
+                return learned, TTLSource.LEARNED, learned_server
+            return base, source, claimed
+        base = config.default_idle_ttl
+        ttl = base if conservative is None else min(base, conservative)
+        if proven is not None and proven > ttl:
+            ttl = proven
+        if ttl != base:
+            return ttl, TTLSource.LEARNED, learned_server
+        return base, TTLSource.DEFAULT, None
+
     def idle_ttl(self) -> IdleTTL:
         """The idle TTL to apply now (margin and jitter included), and its source."""
-        config = self._config
         with self._lock:
-            if config.server_keepalive is not None:
-                source, server = TTLSource.CONFIGURED, config.server_keepalive
-                base = config.ttl_below(server)
-            elif self._header_timeout is not None:
-                source, server = TTLSource.HEADER, self._header_timeout
-                base = config.ttl_below(server)
-            else:
-                source, server, base = TTLSource.DEFAULT, None, config.default_idle_ttl
-            self._forget_expired()
-            estimate = self._estimate()
-            if estimate is not None:
-                learned = config.ttl_below(estimate)
-                if learned < base:
-                    source, server, base = TTLSource.LEARNED, estimate, learned
-            seconds = jittered(base, config.jitter, self._rng)
+            base, source, server = self._ttl_locked()
+            seconds = jittered(base, self._config.jitter, self._rng)
         return IdleTTL(seconds=seconds, source=source, server_timeout=server, before_jitter=base)
+
+    def probe_limit(self) -> float | None:
+        """How long idle a connection may be for a probe to reuse it; None: no probing.
+
+        A probe is a request that is retried at once, transparently, if the connection
+        turns out stale (idempotent, with a replayable body): letting it reuse a
+        connection idle past the TTL costs at most that retry, and a success raises
+        ``lower_bound`` and with it the TTL of every request. Without probes, a TTL
+        below the server's timeout would never learn that it could be longer.
+
+        Probing happens only when no timeout is configured or announced (a claim is
+        followed as is), up to ``PROBE_REACH`` (2) times the largest of the TTL, the
+        largest idle a reuse survived, and the largest idle a connection was seen still
+        open (:meth:`observe_open`), and below any idle seen to fail.
+
+        Returns:
+            The limit in seconds (idle must be below it), or None when probing is off
+            (``KeepAlive.probe`` or ``learn`` false, a timeout configured or announced)
+            or would reach no further than the TTL.
+        """
+        config = self._config
+        if not (config.probe and config.learn):
+            return None
+        with self._lock:
+            if config.server_keepalive is not None or self._header_timeout is not None:
+                return None
+            ttl, _, _ = self._ttl_locked()
+            seen = max(ttl, self._lower or 0.0, self._open or 0.0)
+            reach = PROBE_REACH * seen
+            for bound in (self._upper, self._pending_stale):
+                if bound is not None:
+                    reach = min(reach, bound)
+        return reach if reach > ttl else None
 
     def expiry_reason(
         self,
@@ -509,6 +617,7 @@ class OriginKeepAlive:
         requests_served: int,
         now: float,
         requests_remaining: int | None = None,
+        probe: bool = False,
     ) -> str | None:
         """Why a pooled connection must not be reused now, or None if it may be.
 
@@ -518,6 +627,9 @@ class OriginKeepAlive:
             requests_served: Requests it has completed.
             now: The current time on the same clock.
             requests_remaining: The header's ``max=`` from its last response, if any.
+            probe: The connection is for a request that may probe (retried at once,
+                transparently, if stale): an idle past the TTL but below
+                :meth:`probe_limit` is allowed.
 
         Returns:
             A short human-readable reason, or None when the connection may be reused.
@@ -526,11 +638,13 @@ class OriginKeepAlive:
         idle = max(0.0, now - last_used_at)
         ttl = self.idle_ttl()
         if idle >= ttl.seconds:
-            return f"idle {idle:.2f} s >= idle TTL {ttl.seconds:.2f} s ({ttl.source.value}" + (
-                f", server keep-alive {_secs(ttl.server_timeout)} s)"
-                if ttl.server_timeout is not None
-                else ")"
-            )
+            limit = self.probe_limit() if probe else None
+            if limit is None or idle >= limit:
+                return f"idle {idle:.2f} s >= idle TTL {ttl.seconds:.2f} s ({ttl.source.value}" + (
+                    f", server keep-alive {_secs(ttl.server_timeout)} s)"
+                    if ttl.server_timeout is not None
+                    else ")"
+                )
         if config.max_lifetime is not None:
             with self._lock:
                 lifetime = jittered(config.max_lifetime, config.jitter, self._rng)
@@ -552,6 +666,7 @@ class OriginKeepAlive:
         requests_served: int,
         now: float,
         requests_remaining: int | None = None,
+        probe: bool = False,
     ) -> bool:
         """True when a pooled connection must be closed instead of reused (see expiry_reason)."""
         return (
@@ -561,6 +676,7 @@ class OriginKeepAlive:
                 requests_served=requests_served,
                 now=now,
                 requests_remaining=requests_remaining,
+                probe=probe,
             )
             is not None
         )
@@ -575,6 +691,8 @@ class OriginKeepAlive:
                 return f"server keep-alive learned: {_secs(lower)}-{_secs(upper)} s"
             if upper is not None:
                 return f"server keep-alive learned: at most {_secs(upper)} s"
+            if lower is not None:
+                return f"server keep-alive learned: at least {_secs(lower)} s"
         if ttl.server_timeout is None:
             return f"server keep-alive unknown, default idle TTL {_secs(ttl.before_jitter)} s"
         return f"server keep-alive {ttl.source.value}: {_secs(ttl.server_timeout)} s"

@@ -39,7 +39,7 @@ import tenacity
 from tenacity import retry_base
 from tenacity.wait import wait_base
 
-from rstsafe._classify import ConnectionFacts, Failure, FailureKind, classify
+from rstsafe._classify import _STALE_KINDS, ConnectionFacts, Failure, FailureKind, classify
 from rstsafe._clock import jittered
 from rstsafe._idempotency import (
     DEFAULT_IDEMPOTENCY_RULES,
@@ -312,6 +312,19 @@ class RetryPolicy:
         if not failure.not_sent and not replay.idempotent:
             return f"{method} not retried: not idempotent and the request may have been sent"
         return None
+
+    def may_probe(self, replay: Replayability) -> bool:
+        """True when a stale failure of this request would be retried at once, transparently.
+
+        Such a request may reuse a connection idle past the TTL to find out whether the
+        server keeps connections longer (``OriginKeepAlive.probe_limit``): failing
+        costs it one immediate retry on a fresh connection, nothing the caller sees.
+        """
+        return (
+            replay.replayable
+            and self.max_stale_retries > 0
+            and _STALE_KINDS.issubset(self.retry_on)
+        )
 
     @staticmethod
     def is_stale(failure: Failure) -> bool:

@@ -137,6 +137,7 @@ class _PoolShared:
         "bounds_until",
         "count_limited",
         "last_header",
+        "local",
         "lock",
         "ok_idle",
         "quick_age",
@@ -145,8 +146,9 @@ class _PoolShared:
         "watermark",
     )
 
-    def __init__(self, state: OriginKeepAlive) -> None:
+    def __init__(self, state: OriginKeepAlive, local: _PoolLocal) -> None:
         self.state = state
+        self.local = local
         self.lock = threading.Lock()
         # Idle connections last used at or before this time are discarded when taken.
         self.watermark = -math.inf
@@ -186,6 +188,30 @@ class _PoolShared:
             and not self.count_limited
             and life.requests_remaining is None
         )
+
+    def may_probe(self) -> bool:
+        """True when this thread's request may reuse a connection past the TTL (a probe).
+
+        Only requests that a stale connection costs nothing but an immediate retry
+        (:meth:`rstsafe.RetryPolicy.may_probe`), and never the retry itself.
+        """
+        local = self.local
+        request = local.request
+        if request is None or local.fresh:
+            return False
+        method, headers, body, policy = request
+        return bool(policy.may_probe(replayability(method, headers, body, rules=policy.rules)))
+
+    def checked_idle(self, life: ConnectionLife, now: float, *, is_open: bool) -> None:
+        """Learn from a liveness check of an idle connection: still open, or closed."""
+        if not life.requests_served:
+            return  # never used: its idle time says nothing about the server's timeout
+        idle = now - life.last_used_at
+        if is_open:
+            self.state.observe_open(idle)
+        else:
+            self.state.observe_closed_idle(idle)
+            self.refresh_soon()
 
     def reused_ok(self, idle: float) -> None:
         """Teach the origin that a reuse after ``idle`` seconds worked (if it is news)."""
@@ -262,14 +288,22 @@ class HTTPConnection(urllib3.connection.HTTPConnection):
                 and not shared.count_limited
                 and life.requests_remaining is None
             ) or shared.surely_alive(life, now):
-                return not wait_for_read(self.sock, timeout=0.0)  # urllib3's own check
+                if not wait_for_read(self.sock, timeout=0.0):  # urllib3's own check
+                    return True
+                shared.checked_idle(life, now, is_open=False)  # closed by the server
+                return False
             if life.last_used_at <= shared.watermark and life.requests_served:
                 log.debug("discarding %r: idle since before a stale connection failed", life)
                 return False
-            reason = life.expiry_reason(shared.state)
+            reason = life.expiry_reason(shared.state, probe=shared.may_probe())
+            if wait_for_read(self.sock, timeout=0.0):  # urllib3's own check
+                shared.checked_idle(life, now, is_open=False)  # closed by the server
+                return False
             if reason is not None:
+                shared.checked_idle(life, now, is_open=True)
                 log.debug("discarding connection to %s: %s", self._rstsafe_origin, reason)
                 return False
+            return True
         return not wait_for_read(self.sock, timeout=0.0)  # urllib3's own check
 
     def request(  # type: ignore[override]
@@ -415,6 +449,9 @@ class _PoolLocal(threading.local):
     # reset to None in urlopen as final and not see _get_conn setting it.
     conn: Any = None
     fresh: bool = False
+    # The request being sent, to decide whether it may probe (PoolShared.may_probe):
+    # (method, headers, body description, retry policy).
+    request: Any = None
 
 
 class HTTPConnectionPool(urllib3.HTTPConnectionPool):
@@ -460,7 +497,7 @@ class HTTPConnectionPool(urllib3.HTTPConnectionPool):
         self.origin = Origin(self.scheme, (self.host or "").lower(), self.port or default_port)
         self.keepalive_state = keepalive_registry.for_origin(self.origin)
         self._rstsafe_local = _PoolLocal()
-        self._rstsafe_shared = _PoolShared(self.keepalive_state)
+        self._rstsafe_shared = _PoolShared(self.keepalive_state, self._rstsafe_local)
         self._rstsafe_retries: tuple[Retry, Retry] | None = None
         self._rstsafe_sleep: Callable[[float], None] = time.sleep
 
@@ -552,79 +589,91 @@ class HTTPConnectionPool(urllib3.HTTPConnectionPool):
         started_at = time.monotonic()  # for RetryPolicy.timeout
         local = self._rstsafe_local
         fresh = False
-        while True:
-            local.conn = None
-            asked_fresh = fresh
-            if asked_fresh:
-                local.fresh = True
-            try:
-                response = super().urlopen(
-                    method,
-                    url,
-                    body,
-                    headers,
-                    inner,
-                    redirect,
-                    assert_same_host,
-                    timeout=timeout,
-                    pool_timeout=pool_timeout,
-                    release_conn=release_conn,
-                    chunked=chunked,
-                    body_pos=body_pos,
-                    preload_content=preload_content,
-                    decode_content=decode_content,
-                    **response_kw,
-                )
-            except Exception as exc:
-                conn = local.conn
+        # For PoolShared.may_probe, on this thread's connection checks (restored after:
+        # urllib3 follows redirects by calling urlopen again).
+        outer_request = local.request
+        local.request = (
+            method,
+            headers if headers is not None else self.headers,
+            body_info,
+            policy,
+        )
+        try:
+            while True:
                 local.conn = None
+                asked_fresh = fresh
+                if asked_fresh:
+                    local.fresh = True
+                try:
+                    response = super().urlopen(
+                        method,
+                        url,
+                        body,
+                        headers,
+                        inner,
+                        redirect,
+                        assert_same_host,
+                        timeout=timeout,
+                        pool_timeout=pool_timeout,
+                        release_conn=release_conn,
+                        chunked=chunked,
+                        body_pos=body_pos,
+                        preload_content=preload_content,
+                        decode_content=decode_content,
+                        **response_kw,
+                    )
+                except Exception as exc:
+                    conn = local.conn
+                    local.conn = None
+                    if attempts is None:
+                        attempts = self._attempts(method, headers, body_info, started_at)
+                    facts = conn.life.facts() if isinstance(conn, HTTPConnection) else None
+                    decision = attempts.failed(exc, facts)
+                    failure = attempts.last_failure
+                    assert failure is not None
+                    self._rstsafe_shared.refresh_soon()
+                    if failure.stale and isinstance(conn, HTTPConnection):
+                        self.discard_idle(conn.life.last_used_at)
+                    if not decision.retry:
+                        if failure.kind not in policy.retry_on:
+                            raise  # not a transport failure rstsafe handles: urllib3's own error
+                        raise attempts.error(
+                            not_sent_cls=NotSentMaxRetryError,
+                            maybe_sent_cls=MaybeSentMaxRetryError,
+                            pool=self,
+                            url=url,
+                            reason=_reason(exc),
+                        ) from exc
+                    log.debug("retrying %s %s: %s", method, url, decision.reason)
+                    fresh = decision.fresh_connection
+                    if decision.delay:
+                        self._rstsafe_sleep(decision.delay)
+                    if body_info.kind is BodyKind.SEEKABLE:
+                        rewind_body(body, body_info)
+                    continue
+                finally:
+                    if asked_fresh:
+                        local.fresh = False
+                local.conn = None
+                if not policy.retry_statuses or response.status not in policy.retry_statuses:
+                    return response  # the common case: learning happened in getresponse()
                 if attempts is None:
                     attempts = self._attempts(method, headers, body_info, started_at)
-                facts = conn.life.facts() if isinstance(conn, HTTPConnection) else None
-                decision = attempts.failed(exc, facts)
-                failure = attempts.last_failure
-                assert failure is not None
-                self._rstsafe_shared.refresh_soon()
-                if failure.stale and isinstance(conn, HTTPConnection):
-                    self.discard_idle(conn.life.last_used_at)
-                if not decision.retry:
-                    if failure.kind not in policy.retry_on:
-                        raise  # not a transport failure rstsafe handles: urllib3's own error
-                    raise attempts.error(
-                        not_sent_cls=NotSentMaxRetryError,
-                        maybe_sent_cls=MaybeSentMaxRetryError,
-                        pool=self,
-                        url=url,
-                        reason=_reason(exc),
-                    ) from exc
-                log.debug("retrying %s %s: %s", method, url, decision.reason)
-                fresh = decision.fresh_connection
-                if decision.delay:
-                    self._rstsafe_sleep(decision.delay)
+                again = attempts.succeeded(
+                    None, status=response.status, retry_after=response.headers.get("retry-after")
+                )
+                if again is None:
+                    return response
+                log.debug("retrying %s %s: %s", method, url, again.reason)
+                response.drain_conn()
+                response.release_conn()
+                fresh = False
+                if again.delay:
+                    self._rstsafe_sleep(again.delay)
                 if body_info.kind is BodyKind.SEEKABLE:
                     rewind_body(body, body_info)
-                continue
-            finally:
-                if asked_fresh:
-                    local.fresh = False
-            local.conn = None
-            if not policy.retry_statuses or response.status not in policy.retry_statuses:
-                return response  # the common case: learning happened in getresponse()
-            if attempts is None:
-                attempts = self._attempts(method, headers, body_info, started_at)
-            again = attempts.succeeded(
-                None, status=response.status, retry_after=response.headers.get("retry-after")
-            )
-            if again is None:
-                return response
-            log.debug("retrying %s %s: %s", method, url, again.reason)
-            response.drain_conn()
-            response.release_conn()
-            fresh = False
-            if again.delay:
-                self._rstsafe_sleep(again.delay)
-            if body_info.kind is BodyKind.SEEKABLE:
-                rewind_body(body, body_info)
+        finally:
+            local.request = outer_request
 
     def _attempts(
         self, method: str, headers: Any, body: BodyInfo, started_at: float

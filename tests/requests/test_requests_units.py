@@ -29,7 +29,7 @@ from rstsafe import (
 from rstsafe._attempts import ConnectionLife
 from rstsafe._clock import ManualClock
 from rstsafe._requests import _translate
-from rstsafe._urllib3 import _PoolShared, _without_transport_retries
+from rstsafe._urllib3 import _PoolLocal, _PoolShared, _without_transport_retries
 
 ORIGIN = Origin("http", "127.0.0.1", 8080)
 
@@ -148,7 +148,7 @@ def test_quick_bounds_never_keep_an_expired_connection(
     life.begin_attempt()
     life.finish_request()
     clock.advance(idle)
-    shared = _PoolShared(state)
+    shared = _PoolShared(state, _PoolLocal())
     if shared.surely_alive(life, clock.now()):
         for _ in range(20):  # every jitter draw
             assert life.expiry_reason(state) is None
