@@ -36,6 +36,7 @@ import tempfile
 import textwrap
 import time
 from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -177,6 +178,57 @@ async def _async_rounds(
     return statistics.median(plain_results), statistics.median(safe_results)
 
 
+@dataclass(frozen=True, slots=True)
+class Figures:
+    """Medians over rounds: seconds per request (sync, async) and requests per second."""
+
+    server: str
+    requests: int
+    rounds: int
+    tasks: int
+    sync: tuple[float, float]  # (plain, rstsafe)
+    async_: tuple[float, float]
+    throughput: tuple[float, float]
+
+
+async def _measure_async(
+    url: str, requests: int, rounds: int, tasks: int
+) -> tuple[tuple[float, float], tuple[float, float]]:
+    limits = httpx.Limits(max_connections=20, max_keepalive_connections=20)
+    async with (
+        httpx.AsyncClient(limits=limits) as plain,
+        rstsafe.httpx.AsyncClient(limits=limits) as safe,
+    ):
+        await plain.get(url)
+        await safe.get(url)
+        per_request = await _async_rounds(
+            rounds,
+            lambda: async_per_request(plain, url, requests),
+            lambda: async_per_request(safe, url, requests),
+        )
+        throughput = await _async_rounds(
+            rounds,
+            lambda: async_throughput(plain, url, requests, tasks),
+            lambda: async_throughput(safe, url, requests, tasks),
+        )
+    return per_request, throughput
+
+
+def measure(requests: int = 2000, rounds: int = 7, tasks: int = 50) -> Figures:
+    """Run every measurement against one server; return the medians."""
+    with server() as (url, name):
+        with httpx.Client() as plain, rstsafe.httpx.Client() as safe:
+            plain.get(url)  # connect and warm up
+            safe.get(url)
+            sync = _rounds(
+                rounds,
+                lambda: sync_per_request(plain, url, requests),
+                lambda: sync_per_request(safe, url, requests),
+            )
+        per_request, throughput = asyncio.run(_measure_async(url, requests, rounds, tasks))
+    return Figures(name, requests, rounds, tasks, sync, per_request, throughput)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=2000, help="requests per round")
@@ -184,49 +236,20 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=50, help="concurrent tasks")
     args = parser.parse_args()
 
-    with server() as (url, name):
-        print(f"server: {name}; {args.rounds} rounds of {args.requests} requests, interleaved")
-        limits = httpx.Limits(max_connections=20, max_keepalive_connections=20)
-        with httpx.Client() as plain, rstsafe.httpx.Client() as safe:
-            plain.get(url)  # connect and warm up
-            safe.get(url)
-            p, s = _rounds(
-                args.rounds,
-                lambda: sync_per_request(plain, url, args.requests),
-                lambda: sync_per_request(safe, url, args.requests),
-            )
+    figures = measure(args.requests, args.rounds, args.tasks)
+    print(
+        f"server: {figures.server}; {args.rounds} rounds of {args.requests} requests, interleaved"
+    )
+    for label, (p, s) in (("sync ", figures.sync), ("async", figures.async_)):
         print(
-            f"sync   per request: plain {p * 1e6:7.1f} us  rstsafe {s * 1e6:7.1f} us"
+            f"{label}  per request: plain {p * 1e6:7.1f} us  rstsafe {s * 1e6:7.1f} us"
             f"  ratio {s / p:.3f}"
         )
-
-        async def run_async() -> None:
-            async with (
-                httpx.AsyncClient(limits=limits) as plain,
-                rstsafe.httpx.AsyncClient(limits=limits) as safe,
-            ):
-                await plain.get(url)
-                await safe.get(url)
-                p, s = await _async_rounds(
-                    args.rounds,
-                    lambda: async_per_request(plain, url, args.requests),
-                    lambda: async_per_request(safe, url, args.requests),
-                )
-                print(
-                    f"async  per request: plain {p * 1e6:7.1f} us  rstsafe {s * 1e6:7.1f} us"
-                    f"  ratio {s / p:.3f}"
-                )
-                p, s = await _async_rounds(
-                    args.rounds,
-                    lambda: async_throughput(plain, url, args.requests, args.tasks),
-                    lambda: async_throughput(safe, url, args.requests, args.tasks),
-                )
-                print(
-                    f"async  {args.tasks} tasks, 20 connections: plain {p:7.0f} req/s"
-                    f"  rstsafe {s:7.0f} req/s  ratio {s / p:.3f}"
-                )
-
-        asyncio.run(run_async())
+    p, s = figures.throughput
+    print(
+        f"async  {args.tasks} tasks, 20 connections: plain {p:7.0f} req/s"
+        f"  rstsafe {s:7.0f} req/s  ratio {s / p:.3f}"
+    )
 
 
 if __name__ == "__main__":

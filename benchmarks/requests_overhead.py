@@ -27,6 +27,7 @@ import socket
 import statistics
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import requests
 import urllib3
@@ -91,12 +92,27 @@ def clients(url: str) -> dict[str, tuple[Client, Callable[[], object]]]:
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=2000, help="requests per round")
-    parser.add_argument("--rounds", type=int, default=15, help="rounds (median taken)")
-    args = parser.parse_args()
+@dataclass(frozen=True, slots=True)
+class Figures:
+    """Seconds per request of each client, one sample per round (CPU and wall clocks)."""
 
+    requests: int
+    rounds: int
+    cpu: dict[str, list[float]]
+    wall: dict[str, list[float]]
+
+    def ratio(self, ours: str, plain: str, clock: str = "cpu") -> float:
+        """Median time per request of ``ours`` over that of ``plain``."""
+        samples = self.cpu if clock == "cpu" else self.wall
+        return statistics.median(samples[ours]) / statistics.median(samples[plain])
+
+
+#: (rstsafe client, plain client) pairs whose ratio is the overhead.
+PAIRS = (("rstsafe.requests", "requests"), ("rstsafe.urllib3", "urllib3"))
+
+
+def measure(requests_per_round: int = 2000, rounds: int = 15, warmup: int = 200) -> Figures:
+    """Run the benchmark (server in a child process) and return the per-round samples."""
     listener = socket.create_server(("127.0.0.1", 0))
     listener.listen(64)
     url = f"http://127.0.0.1:{listener.getsockname()[1]}/bench"
@@ -107,32 +123,42 @@ def main() -> None:
     try:
         made = clients(url)
         for send, _ in made.values():  # warm up: connect, fill caches
-            for _ in range(200):
+            for _ in range(warmup):
                 send()
         cpu: dict[str, list[float]] = {name: [] for name in made}
         wall: dict[str, list[float]] = {name: [] for name in made}
-        for _ in range(args.rounds):
+        for _ in range(rounds):
             for name, (send, _) in made.items():
                 started, started_cpu = time.perf_counter(), time.process_time()
-                for _ in range(args.requests):
+                for _ in range(requests_per_round):
                     send()
-                cpu[name].append((time.process_time() - started_cpu) / args.requests)
-                wall[name].append((time.perf_counter() - started) / args.requests)
+                cpu[name].append((time.process_time() - started_cpu) / requests_per_round)
+                wall[name].append((time.perf_counter() - started) / requests_per_round)
         for _, close in made.values():
             close()
     finally:
         server.terminate()
         server.join(5)
+    return Figures(requests_per_round, rounds, cpu, wall)
 
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=2000, help="requests per round")
+    parser.add_argument("--rounds", type=int, default=15, help="rounds (median taken)")
+    args = parser.parse_args()
+
+    figures = measure(args.requests, args.rounds)
+    cpu, wall = figures.cpu, figures.wall
     print(f"{args.rounds} rounds x {args.requests} GETs, per request (median, best round):")
     print(f"  {'client':18} {'CPU':>20} {'wall':>20}")
-    for name in made:
-        figures = [
+    for name in cpu:
+        row = [
             f"{statistics.median(samples[name]) * 1e6:6.1f} us ({min(samples[name]) * 1e6:6.1f})"
             for samples in (cpu, wall)
         ]
-        print(f"  {name:18} {figures[0]:>20} {figures[1]:>20}")
-    for plain, ours in (("requests", "rstsafe.requests"), ("urllib3", "rstsafe.urllib3")):
+        print(f"  {name:18} {row[0]:>20} {row[1]:>20}")
+    for ours, plain in PAIRS:
         for label, samples in (("CPU", cpu), ("wall", wall)):
             ratios = [o / p for o, p in zip(samples[ours], samples[plain], strict=True)]
             ratio = statistics.median(samples[ours]) / statistics.median(samples[plain])

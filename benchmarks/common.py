@@ -1,0 +1,159 @@
+"""Shared pieces of the benchmark sections: the four clients, statistics, plot setup.
+
+The clients are the columns of every table: plain requests, plain httpx, rstsafe
+requests and rstsafe httpx, each behind the same small interface so a workload can be
+written once. The rstsafe ones expose their keep-alive registry (public API:
+``HTTPAdapter.keepalive_registry`` and ``Transport.keepalive_registry``) so a section
+can sample the idle TTL they apply.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Protocol
+
+import httpx
+import requests
+
+import rstsafe
+import rstsafe.httpx
+import rstsafe.requests
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+__all__ = (
+    "CLIENT_NAMES",
+    "Client",
+    "error_name",
+    "make_client",
+    "median",
+    "new_figure",
+    "percentile",
+    "save_figure",
+)
+
+#: The four columns, in table order.
+CLIENT_NAMES: tuple[str, ...] = (
+    "plain requests",
+    "plain httpx",
+    "rstsafe requests",
+    "rstsafe httpx",
+)
+
+
+class Client(Protocol):
+    """One client under test."""
+
+    name: str
+
+    def request(self, method: str, url: str, body: bytes | None, timeout: float) -> int:
+        """Send one request, read the whole response, return its status."""
+        ...
+
+    def registry(self) -> rstsafe.KeepAliveRegistry | None:
+        """The rstsafe keep-alive registry, or None for a plain client."""
+        ...
+
+    def close(self) -> None:
+        """Close every connection."""
+        ...
+
+
+class _Requests:
+    def __init__(self, name: str, session: requests.Session) -> None:
+        self.name = name
+        self._session = session
+
+    def request(self, method: str, url: str, body: bytes | None, timeout: float) -> int:
+        response = self._session.request(method, url, data=body, timeout=timeout)
+        return int(response.status_code)
+
+    def registry(self) -> rstsafe.KeepAliveRegistry | None:
+        if isinstance(self._session, rstsafe.requests.Session):
+            return self._session.adapter.keepalive_registry
+        return None
+
+    def close(self) -> None:
+        self._session.close()
+
+
+class _Httpx:
+    def __init__(
+        self,
+        name: str,
+        client: httpx.Client,
+        transport: rstsafe.httpx.Transport | None,
+    ) -> None:
+        self.name = name
+        self._client = client
+        self._transport = transport
+
+    def request(self, method: str, url: str, body: bytes | None, timeout: float) -> int:
+        response = self._client.request(method, url, content=body, timeout=timeout)
+        return response.status_code
+
+    def registry(self) -> rstsafe.KeepAliveRegistry | None:
+        return None if self._transport is None else self._transport.keepalive_registry
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def make_client(name: str, keepalive: rstsafe.KeepAlive | None = None) -> Client:
+    """Build the client called ``name`` (one of :data:`CLIENT_NAMES`).
+
+    ``keepalive`` configures the rstsafe clients (ignored by the plain ones); None
+    means rstsafe's defaults.
+    """
+    if name == "plain requests":
+        return _Requests(name, requests.Session())
+    if name == "rstsafe requests":
+        return _Requests(name, rstsafe.requests.Session(keepalive=keepalive))
+    if name == "plain httpx":
+        return _Httpx(name, httpx.Client(), None)
+    if name == "rstsafe httpx":
+        # The transport is built here (public API) so its registry can be read.
+        transport = rstsafe.httpx.Transport(keepalive=keepalive)
+        return _Httpx(name, rstsafe.httpx.Client(transport=transport), transport)
+    raise ValueError(f"unknown client {name!r}; expected one of {CLIENT_NAMES}")
+
+
+def error_name(exc: BaseException) -> str:
+    """The exception class a user catches, e.g. ``ConnectionError``."""
+    return type(exc).__name__
+
+
+def percentile(values: Sequence[float], fraction: float) -> float:
+    """The ``fraction`` quantile (0..1) by linear interpolation; NaN for no values."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    if len(ordered) == 1:
+        return ordered[0]
+    position = fraction * (len(ordered) - 1)
+    low = math.floor(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def median(values: Sequence[float]) -> float:
+    """The median; NaN for no values."""
+    return statistics.median(values) if values else math.nan
+
+
+def new_figure(width: float = 8.0, height: float = 4.5) -> Figure:
+    """A new matplotlib figure on the Agg backend (no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), dpi=110, layout="constrained")
+
+
+def save_figure(figure: Figure, path: str) -> None:
+    """Write ``figure`` as PNG to ``path``."""
+    figure.savefig(path, format="png")
