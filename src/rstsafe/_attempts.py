@@ -31,6 +31,7 @@ A driver looks like this (the async one awaits instead)::
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from typing import Any
 
 from rstsafe._classify import ConnectionFacts, Failure, Origin, classify
@@ -91,7 +92,9 @@ class ConnectionLife:
         """Seconds since the connection last finished a response (or was opened)."""
         return max(0.0, self._clock.now() - self.last_used_at)
 
-    def expiry_reason(self, keepalive: OriginKeepAlive, *, probe: bool = False) -> str | None:
+    def expiry_reason(
+        self, keepalive: OriginKeepAlive, *, probe: bool | Callable[[], bool] = False
+    ) -> str | None:
         """Why this idle connection must not be reused now, or None (see ``OriginKeepAlive``).
 
         ``probe``: the request may reuse it past the TTL (see ``OriginKeepAlive.probe_limit``).

@@ -332,17 +332,22 @@ class _Tracker:
         cutoff = shared.stale_before.get(life.origin) if life.origin is not None else None
         if cutoff is not None and life.last_used_at <= cutoff:
             return True
-        if life.expiry_reason(self.keepalive) is not None:
-            attempt = _CURRENT.get()
-            if (
-                attempt is None
-                or attempt.tracker is not None  # a retry: fresh connections only
-                or life.expiry_reason(self.keepalive, probe=attempt.may_probe(shared.policy))
-                is not None
-            ):
-                self.ruled_out = True
-                return True
-            self.probe_for = attempt  # past the TTL: only this attempt may use it
+        attempt = _CURRENT.get()
+        probing = False
+
+        def may_probe() -> bool:
+            nonlocal probing
+            # Not for a retry (attempt.tracker set): those go on fresh connections.
+            probing = (
+                attempt is not None and attempt.tracker is None and attempt.may_probe(shared.policy)
+            )
+            return probing
+
+        if life.expiry_reason(self.keepalive, probe=may_probe) is not None:
+            self.ruled_out = True
+            return True
+        if probing:  # past the TTL: only this attempt may use it
+            self.probe_for = attempt
             return False
         self.probe_for = None
         # The earliest moment the check could fail with the same inputs: the TTL and

@@ -21,7 +21,7 @@ import enum
 import math
 import random
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from rstsafe._classify import ConnectionFacts, Failure, Origin
 from rstsafe._clock import Clock, MonotonicClock, jittered
@@ -445,14 +445,20 @@ class OriginKeepAlive:
         """Record that a connection idle for ``idle_seconds`` was found closed by the server.
 
         Call it for a *reused* connection that failed as stale (reset, closed without
-        response, broken pipe before any response byte) or that a liveness check found
-        closed; not for failures of fresh connections.
+        response, broken pipe before any response byte); not for failures of fresh
+        connections. For a close found by a liveness check, see
+        :meth:`observe_closed_idle`.
         """
+        self._observe_close(idle_seconds, liveness_check=False)
+
+    def _observe_close(self, idle_seconds: float, *, liveness_check: bool) -> None:
         if not self._config.learn or not _is_sane(idle_seconds):
             return
         with self._lock:
             self._forget_expired()
             if self._lower is not None and idle_seconds <= self._lower:
+                if liveness_check:
+                    return  # closed for another reason (see observe_closed_idle)
                 if self._pending_stale is None:
                     # Contradicts a seen success: maybe noise (a crash, a restart). Wait
                     # for a second such close before believing the server changed.
@@ -486,13 +492,7 @@ class OriginKeepAlive:
         (then it was closed for another reason, e.g. a restart closing every idle
         connection at once, and it teaches nothing).
         """
-        if not self._config.learn or not _is_sane(idle_seconds):
-            return
-        with self._lock:
-            self._forget_expired()
-            if self._lower is not None and idle_seconds <= self._lower:
-                return
-        self.observe_stale(idle_seconds)
+        self._observe_close(idle_seconds, liveness_check=True)
 
     def observe_attempt(self, facts: ConnectionFacts, failure: Failure | None = None) -> None:
         """Learn from one attempt on a reused connection; ignores fresh connections.
@@ -617,7 +617,7 @@ class OriginKeepAlive:
         requests_served: int,
         now: float,
         requests_remaining: int | None = None,
-        probe: bool = False,
+        probe: bool | Callable[[], bool] = False,
     ) -> str | None:
         """Why a pooled connection must not be reused now, or None if it may be.
 
@@ -629,7 +629,9 @@ class OriginKeepAlive:
             requests_remaining: The header's ``max=`` from its last response, if any.
             probe: The connection is for a request that may probe (retried at once,
                 transparently, if stale): an idle past the TTL but below
-                :meth:`probe_limit` is allowed.
+                :meth:`probe_limit` is allowed. A callable is asked only when the idle
+                is past the TTL (working out a request's replayability costs more than
+                the rest of this check).
 
         Returns:
             A short human-readable reason, or None when the connection may be reused.
@@ -638,7 +640,8 @@ class OriginKeepAlive:
         idle = max(0.0, now - last_used_at)
         ttl = self.idle_ttl()
         if idle >= ttl.seconds:
-            limit = self.probe_limit() if probe else None
+            may_probe = probe() if callable(probe) else probe
+            limit = self.probe_limit() if may_probe else None
             if limit is None or idle >= limit:
                 return f"idle {idle:.2f} s >= idle TTL {ttl.seconds:.2f} s ({ttl.source.value}" + (
                     f", server keep-alive {_secs(ttl.server_timeout)} s)"
@@ -666,7 +669,7 @@ class OriginKeepAlive:
         requests_served: int,
         now: float,
         requests_remaining: int | None = None,
-        probe: bool = False,
+        probe: bool | Callable[[], bool] = False,
     ) -> bool:
         """True when a pooled connection must be closed instead of reused (see expiry_reason)."""
         return (

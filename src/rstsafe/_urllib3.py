@@ -295,7 +295,7 @@ class HTTPConnection(urllib3.connection.HTTPConnection):
             if life.last_used_at <= shared.watermark and life.requests_served:
                 log.debug("discarding %r: idle since before a stale connection failed", life)
                 return False
-            reason = life.expiry_reason(shared.state, probe=shared.may_probe())
+            reason = life.expiry_reason(shared.state, probe=shared.may_probe)
             if wait_for_read(self.sock, timeout=0.0):  # urllib3's own check
                 shared.checked_idle(life, now, is_open=False)  # closed by the server
                 return False

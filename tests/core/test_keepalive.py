@@ -500,6 +500,26 @@ def test_mixed_traffic_settles_under_the_timeout_with_few_failures(
     assert 0.7 * true_timeout <= ttl.before_jitter < true_timeout
 
 
+def test_a_probe_callable_is_asked_only_past_the_ttl() -> None:
+    """The adapters pass the probe decision as a callable: asked once, and only past the TTL."""
+    state = _state()
+    asked: list[float] = []
+
+    def expiry(now: float) -> str | None:
+        def may_probe() -> bool:
+            asked.append(now)
+            return True
+
+        return state.expiry_reason(
+            created_at=0.0, last_used_at=0.0, requests_served=1, now=now, probe=may_probe
+        )
+
+    assert expiry(1.0) is None
+    assert asked == []
+    assert expiry(5.0) is None  # past the 4 s TTL, within the probes' 8 s reach
+    assert asked == [5.0]
+
+
 def test_a_timeout_below_the_default_needs_no_learning_at_a_steady_pace() -> None:
     """gunicorn (2 s) at a 1.8 s pace: one connection, the 4 s default stays, nothing fails."""
     state = _state()
