@@ -3,7 +3,7 @@
 Two parts, run at the same time (both are sleep-bound):
 
 - every behaviour of the misbehaving server against every client, via
-  :func:`rstsafe._demo.run_demo` (the ``rstsafe demo`` table, with its workloads): which
+  :func:`rstsafe._cli.demo.run_demo` (the ``rstsafe demo`` table, with its workloads): which
   requests failed, and which POSTs the server executed more than once;
 - real servers nobody here wrote (nginx, gunicorn, uvicorn) with a short keep-alive,
   started as ``tests/realservers.py`` describes. The workload alternates GETs and POSTs
@@ -32,7 +32,7 @@ from pathlib import Path
 
 from common import CLIENT_NAMES, error_name, make_client, new_figure, save_figure
 
-from rstsafe._demo import Cell, run_demo
+from rstsafe._cli.demo import Cell, run_demo
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 import realservers
@@ -238,7 +238,7 @@ def render(
         "### The misbehaving server",
         "",
         "Every behaviour of `rstsafe.testing` against every client, with the workloads of "
-        "`rstsafe demo` (`rstsafe._demo.SCENARIOS`: a few GETs and POSTs paced against the "
+        "`rstsafe demo` (`rstsafe._cli.demo.SCENARIOS`: a few GETs and POSTs paced against the "
         "behaviour's timers, a server per cell). Cells: requests that failed (the most common "
         "root cause), and extra executions of POSTs the server had already run (*dup*).",
         "",

@@ -15,7 +15,7 @@ import socket
 import ssl
 import threading
 
-from rstsafe._demo import Outcome, Send, Step, alternating, run_paced
+from rstsafe._cli.demo import Outcome, Send, Step, alternating, run_paced
 
 __all__ = ("AppHandler", "Outcome", "Send", "Step", "TLSFront", "alternating", "run_paced")
 

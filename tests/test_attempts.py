@@ -18,8 +18,8 @@ from rstsafe import (
     TTLSource,
     replayability,
 )
-from rstsafe._attempts import ConnectionLife, RequestAttempts
-from rstsafe._clock import ManualClock
+from rstsafe._core.attempts import ConnectionLife, RequestAttempts
+from rstsafe._core.clock import ManualClock
 
 ORIGIN = Origin("http", "127.0.0.1", 8080)
 

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from rstsafe._demo import CLIENTS, SCENARIOS, Cell, Scenario, run_demo
+from rstsafe._cli.demo import CLIENTS, SCENARIOS, Cell, Scenario, run_demo
 
 
 def _scenario(name: str) -> Scenario:
@@ -58,7 +58,7 @@ def test_takeaway_is_computed_from_the_run() -> None:
     """The closing line quotes this run's totals, and is left out when a column is missing."""
     from collections import Counter
 
-    from rstsafe._demo import _takeaway
+    from rstsafe._cli.demo import _takeaway
 
     failed = Cell(requests=2, errors=Counter({"ConnectionResetError": 2}))
     results = {

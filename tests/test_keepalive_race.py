@@ -20,7 +20,7 @@ import urllib3
 import rstsafe.httpx
 import rstsafe.requests
 import rstsafe.urllib3
-from rstsafe._demo import alternating, run_paced
+from rstsafe._cli.demo import alternating, run_paced
 from rstsafe.testing import IdleCloseWithLag, MisbehavingServer
 
 RACE = IdleCloseWithLag(idle=0.6, lag=1.5, advertised=0.6)

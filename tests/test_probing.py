@@ -25,7 +25,7 @@ import rstsafe.httpx
 import rstsafe.requests
 import rstsafe.urllib3
 from rstsafe import KeepAlive, KeepAliveRegistry, Origin, RetryPolicy, TTLSource
-from rstsafe._demo import Outcome, Step
+from rstsafe._cli.demo import Outcome, Step
 from rstsafe.testing import ConnectionEnd, Healthy, IdleCloseWithLag, MisbehavingServer
 
 DRIVERS = ("requests", "urllib3", "httpx", "httpx-async")
@@ -196,7 +196,7 @@ def test_httpx_a_connection_kept_for_a_probe_is_refused_to_another_request() -> 
         pool: Any = transport._inner._pool
         tracker = pool.connections[0]._connection._network_stream._tracker
         # As if the last assignment pass had kept it, past its TTL, for another GET:
-        tracker.probe_for = rstsafe._httpx._Attempt(tracker.life.origin)
+        tracker.probe_for = rstsafe.httpx._transport._Attempt(tracker.life.origin)
         tracker.epoch, tracker.recheck_at = transport._shared.epoch, float("inf")
         response = client.post(server.url + "/order", content=b"x")
         assert response.status_code == 200

@@ -10,16 +10,15 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
-from rstsafe._classify import ConnectionFacts, Delivery, Failure, FailureKind, Origin, classify
-from rstsafe._doctor import DoctorReport, doctor
-from rstsafe._errors import (
+from rstsafe._core.classify import ConnectionFacts, Delivery, Failure, FailureKind, Origin, classify
+from rstsafe._core.errors import (
     RequestMaybeSentError,
     RequestNotSentError,
     RstsafeError,
     describe_failure,
     error_for,
 )
-from rstsafe._idempotency import (
+from rstsafe._core.idempotency import (
     BodyInfo,
     BodyKind,
     IdempotencyRules,
@@ -28,7 +27,7 @@ from rstsafe._idempotency import (
     replayability,
     rewind_body,
 )
-from rstsafe._keepalive import (
+from rstsafe._core.keepalive import (
     IdleTTL,
     KeepAlive,
     KeepAliveHeader,
@@ -37,21 +36,7 @@ from rstsafe._keepalive import (
     TTLSource,
     parse_keep_alive,
 )
-from rstsafe._lint import Finding, Hop, HopKind, LintInputError, LintReport, Severity, lint
-from rstsafe._pool import (
-    AsyncPool,
-    DiscardReason,
-    HeartbeatTimeoutError,
-    NoHealthyConnectionError,
-    Pool,
-    PoolClosedError,
-    PoolConfig,
-    PoolCounters,
-    PoolError,
-    PoolTimeoutError,
-)
-from rstsafe._probe import IdleCloseKind, ProbeError, ProbeResult, probe
-from rstsafe._retry import (
+from rstsafe._core.retry import (
     Attempt,
     RetryAction,
     RetryDecision,
@@ -60,7 +45,7 @@ from rstsafe._retry import (
     parse_retry_after,
     retry_if_safe,
 )
-from rstsafe._sockets import (
+from rstsafe.sockets._helpers import (
     CloseOutcome,
     CloseResult,
     Liveness,
@@ -76,6 +61,21 @@ from rstsafe._sockets import (
     probe_liveness,
     urllib3_socket_options,
 )
+from rstsafe.sockets._pool import (
+    AsyncPool,
+    DiscardReason,
+    HeartbeatTimeoutError,
+    NoHealthyConnectionError,
+    Pool,
+    PoolClosedError,
+    PoolConfig,
+    PoolCounters,
+    PoolError,
+    PoolTimeoutError,
+)
+from rstsafe.tools._doctor import DoctorReport, doctor
+from rstsafe.tools._lint import Finding, Hop, HopKind, LintInputError, LintReport, Severity, lint
+from rstsafe.tools._probe import IdleCloseKind, ProbeError, ProbeResult, probe
 
 try:
     __version__ = version("rstsafe")

@@ -22,7 +22,7 @@ from rstsafe import (
     classify,
     parse_keep_alive,
 )
-from rstsafe._clock import ManualClock
+from rstsafe._core.clock import ManualClock
 
 NO_JITTER = KeepAlive(jitter=0.0)
 

@@ -12,9 +12,9 @@ import pytest
 import rstsafe
 import rstsafe.httpx
 from rstsafe import FailureKind, KeepAlive, RetryPolicy, classify
-from rstsafe._classify import Origin
-from rstsafe._clock import ManualClock
-from rstsafe._httpx import _body_info, _error_status, _inner_limits, _Shared, _Tracker
+from rstsafe._core.classify import Origin
+from rstsafe._core.clock import ManualClock
+from rstsafe.httpx._transport import _body_info, _error_status, _inner_limits, _Shared, _Tracker
 from rstsafe.testing import Healthy
 from rstsafe.testing._fixtures import ServerFactory
 

@@ -16,7 +16,7 @@ import pytest
 import rstsafe
 import rstsafe.httpx
 from rstsafe import FailureKind, KeepAlive, RetryAction, RetryPolicy, TTLSource
-from rstsafe._demo import Step, alternating, run_paced
+from rstsafe._cli.demo import Step, alternating, run_paced
 from rstsafe.testing import (
     AbortiveClose,
     AcceptQueueOverflow,

@@ -26,10 +26,10 @@ from rstsafe import (
     RequestNotSentError,
     RetryHistory,
 )
-from rstsafe._attempts import ConnectionLife
-from rstsafe._clock import ManualClock
-from rstsafe._requests import _translate
-from rstsafe._urllib3 import _PoolLocal, _PoolShared, _without_transport_retries
+from rstsafe._core.attempts import ConnectionLife
+from rstsafe._core.clock import ManualClock
+from rstsafe.requests._adapter import _translate
+from rstsafe.urllib3._pools import _PoolLocal, _PoolShared, _without_transport_retries
 
 ORIGIN = Origin("http", "127.0.0.1", 8080)
 

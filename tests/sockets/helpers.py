@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 import threading
 
-from rstsafe._sockets import graceful_close
+from rstsafe.sockets._helpers import graceful_close
 
 PING = b"*1\r\n$4\r\nPING\r\n"
 PONG = b"+PONG\r\n"

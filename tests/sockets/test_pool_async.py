@@ -12,7 +12,7 @@ import pytest
 
 import rstsafe
 from rstsafe import AsyncPool, DiscardReason, PoolConfig
-from rstsafe._clock import ManualClock
+from rstsafe._core.clock import ManualClock
 
 from .helpers import PATIENCE, PING, PONG, PongServer, loopback_listener
 

@@ -13,8 +13,8 @@ import pytest
 
 import rstsafe
 from rstsafe import DiscardReason, Pool, PoolConfig
-from rstsafe._clock import ManualClock
-from rstsafe._pool import expiry_reason, needs_validation
+from rstsafe._core.clock import ManualClock
+from rstsafe.sockets._pool import expiry_reason, needs_validation
 
 from .helpers import PATIENCE, PongServer, loopback_listener, resp_ping
 

@@ -13,7 +13,7 @@ from typing import cast
 import pytest
 
 import rstsafe
-from rstsafe._sockets import (
+from rstsafe.sockets._helpers import (
     CloseOutcome,
     Liveness,
     abortive_close,

@@ -17,7 +17,7 @@ from realservers import NGINX_CONF, RealServer, free_port
 from rstsafe import _cli
 
 # Only our own subcommands: the tests must not depend on modules other helpers are writing.
-OUR_COMMANDS = ("rstsafe._lint._cli", "rstsafe._probe_cli", "rstsafe._doctor_cli")
+OUR_COMMANDS = ("rstsafe.tools._lint._cli", "rstsafe._cli.probe", "rstsafe._cli.doctor")
 
 RunCli = Callable[[Sequence[str]], tuple[int, str, str]]
 

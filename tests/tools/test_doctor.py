@@ -14,7 +14,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import rstsafe
-from rstsafe._doctor import (
+from rstsafe._cli.doctor import format_report
+from rstsafe.testing import NetworkNamespace
+from rstsafe.testing._fixtures import NamespaceFactory
+from rstsafe.tools._doctor import (
     COUNTERS,
     Listener,
     Snapshot,
@@ -24,9 +27,6 @@ from rstsafe._doctor import (
     parse_ss_listeners,
     take_snapshot,
 )
-from rstsafe._doctor_cli import format_report
-from rstsafe.testing import NetworkNamespace
-from rstsafe.testing._fixtures import NamespaceFactory
 
 RunCli = Callable[[Sequence[str]], tuple[int, str, str]]
 

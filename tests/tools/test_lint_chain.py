@@ -16,9 +16,9 @@ from urllib3.util.retry import Retry
 
 import rstsafe
 from rstsafe import Hop, HopKind, Severity, lint
-from rstsafe._lint import recommended_ttl
-from rstsafe._lint._chain import check_chain
-from rstsafe._lint._topology import CLIENT_PRESETS, HOP_PRESETS, hop_from_preset
+from rstsafe.tools._lint import recommended_ttl
+from rstsafe.tools._lint._chain import check_chain
+from rstsafe.tools._lint._topology import CLIENT_PRESETS, HOP_PRESETS, hop_from_preset
 
 
 def client(ttl: float | None) -> Hop:

@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from rstsafe import _cli
-from rstsafe._lint import RULES, lint, render
+from rstsafe.tools._lint import RULES, lint, render
 
 RunCli = Callable[[Sequence[str]], tuple[int, str, str]]
 
@@ -28,7 +28,7 @@ requests.get("http://example")
 
 def test_our_commands_are_registered() -> None:
     """lint, probe and doctor are listed in rstsafe._cli._SUBCOMMAND_MODULES."""
-    for module in ("rstsafe._lint._cli", "rstsafe._probe_cli", "rstsafe._doctor_cli"):
+    for module in ("rstsafe.tools._lint._cli", "rstsafe._cli.probe", "rstsafe._cli.doctor"):
         assert module in _cli._SUBCOMMAND_MODULES
 
 
@@ -37,7 +37,7 @@ def test_parser_has_our_subcommands(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(
         _cli,
         "_SUBCOMMAND_MODULES",
-        ("rstsafe._lint._cli", "rstsafe._probe_cli", "rstsafe._doctor_cli"),
+        ("rstsafe.tools._lint._cli", "rstsafe._cli.probe", "rstsafe._cli.doctor"),
     )
     parser = _cli.build_parser()
     (subparsers,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from rstsafe import HopKind, LintInputError, lint
-from rstsafe._lint._configs import (
+from rstsafe.tools._lint._configs import (
     _nginx_parse,
     parse_duration_haproxy,
     parse_duration_nginx,
@@ -20,7 +20,7 @@ from rstsafe._lint._configs import (
     read_nginx,
     read_uvicorn,
 )
-from rstsafe._lint._topology import load_topology
+from rstsafe.tools._lint._topology import load_topology
 
 needs_tomllib = pytest.mark.skipif(
     sys.version_info < (3, 11), reason="topology files need tomllib (Python 3.11+)"

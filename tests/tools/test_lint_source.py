@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from rstsafe import LintInputError, Severity
-from rstsafe._lint._source import iter_python_files, scan_source
+from rstsafe.tools._lint._source import iter_python_files, scan_source
 
 
 def found(source: str) -> list[tuple[str, int | None]]:

@@ -14,7 +14,7 @@ import pytest
 import rstsafe
 from realservers import ServerFactory as RealServerFactory
 from rstsafe import IdleCloseKind, ProbeError, ProbeResult, probe
-from rstsafe._probe_cli import _ProgressBar
+from rstsafe._cli.probe import _ProgressBar
 from rstsafe.testing import (
     AbortiveClose,
     AdvertiseKeepAlive,

@@ -20,6 +20,6 @@ gives up are subclasses of the httpx error (:func:`error_classes`).
 
 from __future__ import annotations
 
-from rstsafe._httpx import AsyncClient, AsyncTransport, Client, Transport, error_classes
+from rstsafe.httpx._transport import AsyncClient, AsyncTransport, Client, Transport, error_classes
 
 __all__ = ("AsyncClient", "AsyncTransport", "Client", "Transport", "error_classes")

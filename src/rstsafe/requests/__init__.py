@@ -13,7 +13,7 @@ timeouts, proxies)::
 
 from __future__ import annotations
 
-from rstsafe._requests import (
+from rstsafe.requests._adapter import (
     ConnectTimeout,
     HTTPAdapter,
     MaybeSentConnectionError,

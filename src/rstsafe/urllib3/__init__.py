@@ -14,7 +14,7 @@ unless idempotent)::
 
 from __future__ import annotations
 
-from rstsafe._urllib3 import (
+from rstsafe.urllib3._pools import (
     HTTPConnection,
     HTTPConnectionPool,
     HTTPSConnection,

@@ -1,6 +1,6 @@
 """``rstsafe lint``: check connection reuse against the hops in front of it, statically.
 
-The rule at its core (see :mod:`rstsafe._lint._chain`): at every hop, the side that reuses a
+The rule at its core (see :mod:`rstsafe.tools._lint._chain`): at every hop, the side that reuses a
 connection gives it up before the side that accepted it, or any middlebox on the way, does,
 with margin. Inputs are live client objects, a topology file, server configuration files
 and Python source; nothing from a file is executed.
@@ -11,10 +11,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from rstsafe._keepalive import KeepAlive
-from rstsafe._lint._chain import check_chain
-from rstsafe._lint._clients import SupportsKeepAlive, inspect_client
-from rstsafe._lint._configs import (
+from rstsafe._core.keepalive import KeepAlive
+from rstsafe.tools._lint._chain import check_chain
+from rstsafe.tools._lint._clients import SupportsKeepAlive, inspect_client
+from rstsafe.tools._lint._configs import (
     ConfigResult,
     read_gunicorn,
     read_haproxy,
@@ -22,7 +22,7 @@ from rstsafe._lint._configs import (
     read_nginx,
     read_uvicorn,
 )
-from rstsafe._lint._model import (
+from rstsafe.tools._lint._model import (
     RULES,
     Finding,
     Hop,
@@ -32,9 +32,9 @@ from rstsafe._lint._model import (
     Rule,
     Severity,
 )
-from rstsafe._lint._output import render
-from rstsafe._lint._source import iter_python_files, scan_file
-from rstsafe._lint._topology import (
+from rstsafe.tools._lint._output import render
+from rstsafe.tools._lint._source import iter_python_files, scan_file
+from rstsafe.tools._lint._topology import (
     CLIENT_PRESETS,
     HOP_PRESETS,
     hop_from_preset,

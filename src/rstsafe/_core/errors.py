@@ -32,8 +32,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from rstsafe._classify import Delivery, Failure, FailureKind
-from rstsafe._retry import RetryHistory
+from rstsafe._core.classify import Delivery, Failure, FailureKind
+from rstsafe._core.retry import RetryHistory
 
 __all__ = (
     "RequestMaybeSentError",

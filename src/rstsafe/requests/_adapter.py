@@ -29,12 +29,12 @@ from requests import PreparedRequest, Response
 from requests.adapters import DEFAULT_POOLBLOCK, DEFAULT_POOLSIZE, DEFAULT_RETRIES
 from urllib3.util.retry import Retry
 
-from rstsafe._classify import Delivery, FailureKind
-from rstsafe._errors import RequestMaybeSentError, RequestNotSentError, RstsafeError
-from rstsafe._keepalive import KeepAlive, KeepAliveRegistry
-from rstsafe._retry import RetryPolicy
-from rstsafe._sockets import SocketOption
-from rstsafe._urllib3 import PoolManager, ProxyManager
+from rstsafe._core.classify import Delivery, FailureKind
+from rstsafe._core.errors import RequestMaybeSentError, RequestNotSentError, RstsafeError
+from rstsafe._core.keepalive import KeepAlive, KeepAliveRegistry
+from rstsafe._core.retry import RetryPolicy
+from rstsafe.sockets._helpers import SocketOption
+from rstsafe.urllib3._pools import PoolManager, ProxyManager
 
 __all__ = (
     "ConnectTimeout",

@@ -11,7 +11,7 @@ transparently (idempotent, replayable body) may *probe*: reuse a connection some
 the TTL, to find out whether it survives (see :meth:`OriginKeepAlive.probe_limit`).
 
 Pure code: every method takes its times as arguments; randomness comes from an injected
-:class:`random.Random` (jitter, via :func:`rstsafe._clock.jittered`).
+:class:`random.Random` (jitter, via :func:`rstsafe._core.clock.jittered`).
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ import random
 import threading
 from collections.abc import Callable, Iterator
 
-from rstsafe._classify import ConnectionFacts, Failure, Origin
-from rstsafe._clock import Clock, MonotonicClock, jittered
+from rstsafe._core.classify import ConnectionFacts, Failure, Origin
+from rstsafe._core.clock import Clock, MonotonicClock, jittered
 
 __all__ = (
     "DEFAULT_IDLE_TTL",

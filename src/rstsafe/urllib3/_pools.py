@@ -3,7 +3,7 @@
 Everything goes through urllib3's own extension points, no copies of its code:
 
 * :class:`HTTPConnection` / :class:`HTTPSConnection` (``ConnectionCls``) carry a
-  :class:`~rstsafe._attempts.ConnectionLife`: a new one per socket (``connect``), the
+  :class:`~rstsafe._core.attempts.ConnectionLife`: a new one per socket (``connect``), the
   request bytes counted in ``send`` (http.client and urllib3 2.x write everything
   through it), the response head in ``getresponse``. ``is_connected`` also answers
   False for a connection past its idle TTL, max lifetime or max requests, which is how
@@ -42,11 +42,11 @@ from urllib3.util.retry import Retry
 from urllib3.util.timeout import _DEFAULT_TIMEOUT, _TYPE_DEFAULT
 from urllib3.util.wait import wait_for_read
 
-from rstsafe._attempts import ConnectionLife, RequestAttempts
-from rstsafe._classify import Origin
-from rstsafe._clock import Clock
-from rstsafe._errors import RequestMaybeSentError, RequestNotSentError
-from rstsafe._idempotency import (
+from rstsafe._core.attempts import ConnectionLife, RequestAttempts
+from rstsafe._core.classify import Origin
+from rstsafe._core.clock import Clock
+from rstsafe._core.errors import RequestMaybeSentError, RequestNotSentError
+from rstsafe._core.idempotency import (
     NO_BODY,
     BodyInfo,
     BodyKind,
@@ -54,9 +54,9 @@ from rstsafe._idempotency import (
     replayability,
     rewind_body,
 )
-from rstsafe._keepalive import KeepAlive, KeepAliveRegistry, OriginKeepAlive
-from rstsafe._retry import RetryPolicy
-from rstsafe._sockets import keepalive_options, urllib3_socket_options
+from rstsafe._core.keepalive import KeepAlive, KeepAliveRegistry, OriginKeepAlive
+from rstsafe._core.retry import RetryPolicy
+from rstsafe.sockets._helpers import keepalive_options, urllib3_socket_options
 
 if TYPE_CHECKING:
     from urllib3._base_connection import BaseHTTPConnection
@@ -77,7 +77,7 @@ log = logging.getLogger("rstsafe.urllib3")
 
 
 class _Monotonic:
-    """:class:`rstsafe._clock.MonotonicClock` without the Python frame per reading.
+    """:class:`rstsafe._core.clock.MonotonicClock` without the Python frame per reading.
 
     ``now`` is ``time.monotonic`` itself; connections read the clock a few times per
     request, and on a loopback keep-alive connection each frame is measurable.

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from rstsafe._keepalive import KeepAlive, OriginKeepAlive, parse_keep_alive
+from rstsafe._core.keepalive import KeepAlive, OriginKeepAlive, parse_keep_alive
 
 __all__ = ("IdleCloseKind", "ProbeError", "ProbeResult", "probe")
 

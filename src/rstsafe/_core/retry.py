@@ -39,9 +39,9 @@ import tenacity
 from tenacity import retry_base
 from tenacity.wait import wait_base
 
-from rstsafe._classify import _STALE_KINDS, ConnectionFacts, Failure, FailureKind, classify
-from rstsafe._clock import jittered
-from rstsafe._idempotency import (
+from rstsafe._core.classify import _STALE_KINDS, ConnectionFacts, Failure, FailureKind, classify
+from rstsafe._core.clock import jittered
+from rstsafe._core.idempotency import (
     DEFAULT_IDEMPOTENCY_RULES,
     HeadersLike,
     IdempotencyRules,

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 
-from rstsafe._lint._model import Finding, Hop, HopKind, Severity
+from rstsafe.tools._lint._model import Finding, Hop, HopKind, Severity
 
 __all__ = ("check_chain", "format_seconds", "link_bound", "link_path")
 

@@ -7,7 +7,7 @@ How it hooks into httpx and httpcore, without copying their code:
   httpx's exception mapping stay httpx's own.
 * The inner transport's httpcore pool gets an ``httpcore.NetworkBackend`` (the public
   extension point of httpcore) that wraps the default one. Its streams count the bytes
-  of each attempt into a :class:`~rstsafe._attempts.ConnectionLife`, which is what
+  of each attempt into a :class:`~rstsafe._core.attempts.ConnectionLife`, which is what
   turns "maybe sent" into "provably not sent".
 * Idle TTL, max lifetime and max requests are enforced through httpcore's own pool
   hygiene: ``HTTP11Connection.has_expired()`` is "idle and
@@ -22,7 +22,7 @@ How it hooks into httpx and httpcore, without copying their code:
   for threads (sync) and for asyncio and trio tasks alike.
 
 The sync and async transports are short loops around :class:`_RequestDriver`, which
-holds every decision (through :class:`~rstsafe._attempts.RequestAttempts`).
+holds every decision (through :class:`~rstsafe._core.attempts.RequestAttempts`).
 
 The one private attribute touched: httpx does not let a caller pass
 ``network_backend=`` to ``HTTPTransport``, so the backend is swapped on the pool it
@@ -61,14 +61,14 @@ import anyio
 import httpcore
 import httpx
 
-from rstsafe._attempts import ConnectionLife, RequestAttempts
-from rstsafe._classify import ConnectionFacts, Origin
-from rstsafe._clock import Clock, MonotonicClock
-from rstsafe._errors import RequestMaybeSentError, RequestNotSentError, RstsafeError
-from rstsafe._idempotency import BodyInfo, BodyKind, replayability
-from rstsafe._keepalive import KeepAlive, KeepAliveRegistry, OriginKeepAlive
-from rstsafe._retry import RetryDecision, RetryPolicy
-from rstsafe._sockets import SocketOption, httpx_socket_options
+from rstsafe._core.attempts import ConnectionLife, RequestAttempts
+from rstsafe._core.classify import ConnectionFacts, Origin
+from rstsafe._core.clock import Clock, MonotonicClock
+from rstsafe._core.errors import RequestMaybeSentError, RequestNotSentError, RstsafeError
+from rstsafe._core.idempotency import BodyInfo, BodyKind, replayability
+from rstsafe._core.keepalive import KeepAlive, KeepAliveRegistry, OriginKeepAlive
+from rstsafe._core.retry import RetryDecision, RetryPolicy
+from rstsafe.sockets._helpers import SocketOption, httpx_socket_options
 
 try:  # httpcore's own stream classes, only to recognise them (see _polled_socket)
     from httpcore._backends.anyio import AnyIOStream as _AnyIOStream

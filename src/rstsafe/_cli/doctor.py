@@ -67,7 +67,7 @@ def register(subparsers: Any) -> None:
 
 def format_report(report: Any, *, all_listeners: bool = False) -> str:
     """The text report of a :class:`~rstsafe.DoctorReport`."""
-    from rstsafe._doctor import listeners_of
+    from rstsafe.tools._doctor import listeners_of
 
     lines: list[str] = []
     if report.unavailable and not report.counters:
@@ -159,7 +159,7 @@ def _as_json(report: Any) -> str:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from rstsafe._doctor import doctor
+    from rstsafe.tools._doctor import doctor
 
     if sys.stderr.isatty() and args.interval > 0:
         print(f"sampling for {args.interval:g} s ...", file=sys.stderr)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rstsafe._lint._model import Finding, Hop, HopKind, LintInputError, Severity
+from rstsafe.tools._lint._model import Finding, Hop, HopKind, LintInputError, Severity
 
 __all__ = (
     "ConfigResult",

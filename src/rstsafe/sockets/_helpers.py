@@ -24,7 +24,7 @@ from typing import TypeAlias, cast
 
 from urllib3.connection import HTTPConnection
 
-from rstsafe._clock import MonotonicClock
+from rstsafe._core.clock import MonotonicClock
 
 __all__ = (
     "CloseOutcome",

@@ -8,8 +8,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from rstsafe._lint._chain import format_seconds
-from rstsafe._lint._model import RULES, Finding, Hop, LintReport, Severity
+from rstsafe.tools._lint._chain import format_seconds
+from rstsafe.tools._lint._model import RULES, Finding, Hop, LintReport, Severity
 
 __all__ = ("render", "to_json", "to_sarif", "to_text")
 

@@ -43,7 +43,7 @@ def _upstream(text: str) -> str | float:
     try:
         value = float(text)
     except ValueError:
-        from rstsafe._lint._topology import HOP_PRESETS
+        from rstsafe.tools._lint._topology import HOP_PRESETS
 
         if text not in HOP_PRESETS:
             known = ", ".join(sorted(HOP_PRESETS))
@@ -138,7 +138,7 @@ def register(subparsers: Any) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from rstsafe._lint import LintInputError, Severity, lint, render
+    from rstsafe.tools._lint import LintInputError, Severity, lint, render
 
     if not (
         args.paths

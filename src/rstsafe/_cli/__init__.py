@@ -15,11 +15,11 @@ from collections.abc import Sequence
 
 # Modules that contribute a subcommand, in the order ``--help`` lists them.
 _SUBCOMMAND_MODULES: tuple[str, ...] = (
-    "rstsafe._demo",
+    "rstsafe._cli.demo",
     "rstsafe.testing._cli",
-    "rstsafe._lint._cli",
-    "rstsafe._probe_cli",
-    "rstsafe._doctor_cli",
+    "rstsafe.tools._lint._cli",
+    "rstsafe._cli.probe",
+    "rstsafe._cli.doctor",
 )
 
 

@@ -33,8 +33,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from rstsafe._lint import _configs
-from rstsafe._lint._model import Finding, Hop, HopKind, LintInputError
+from rstsafe.tools._lint import _configs
+from rstsafe.tools._lint._model import Finding, Hop, HopKind, LintInputError
 
 __all__ = ("CLIENT_PRESETS", "HOP_PRESETS", "Topology", "hop_from_preset", "load_topology")
 

@@ -16,9 +16,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from rstsafe._keepalive import KeepAlive, KeepAliveRegistry, OriginKeepAlive
-from rstsafe._lint._model import Finding, Hop, HopKind, Severity
-from rstsafe._lint._source import NON_IDEMPOTENT
+from rstsafe._core.keepalive import KeepAlive, KeepAliveRegistry, OriginKeepAlive
+from rstsafe.tools._lint._model import Finding, Hop, HopKind, Severity
+from rstsafe.tools._lint._source import NON_IDEMPOTENT
 
 __all__ = ("ClientFacts", "SupportsKeepAlive", "inspect_client", "policy_idle_ttl")
 
@@ -124,7 +124,7 @@ def policy_idle_ttl(policy: object) -> float | None:
     or the default TTL), capped by ``max_lifetime``: a connection is never idle for
     longer than it has existed.
     """
-    from rstsafe._keepalive import KeepAliveRegistry
+    from rstsafe._core.keepalive import KeepAliveRegistry
 
     if isinstance(policy, KeepAliveRegistry):
         policy = policy.config

@@ -34,12 +34,12 @@ import random
 from collections.abc import Callable
 from typing import Any
 
-from rstsafe._classify import ConnectionFacts, Failure, Origin, classify
-from rstsafe._clock import Clock, MonotonicClock
-from rstsafe._errors import RequestMaybeSentError, RequestNotSentError, RstsafeError, error_for
-from rstsafe._idempotency import Replayability
-from rstsafe._keepalive import OriginKeepAlive, parse_keep_alive
-from rstsafe._retry import RetryDecision, RetryHistory, RetryPolicy
+from rstsafe._core.classify import ConnectionFacts, Failure, Origin, classify
+from rstsafe._core.clock import Clock, MonotonicClock
+from rstsafe._core.errors import RequestMaybeSentError, RequestNotSentError, RstsafeError, error_for
+from rstsafe._core.idempotency import Replayability
+from rstsafe._core.keepalive import OriginKeepAlive, parse_keep_alive
+from rstsafe._core.retry import RetryDecision, RetryHistory, RetryPolicy
 
 __all__ = ("ConnectionLife", "RequestAttempts")
 
@@ -110,7 +110,7 @@ class ConnectionLife:
 
     def begin_attempt(self) -> None:
         """Mark the start of a request on this connection; resets the byte counters."""
-        # rstsafe._urllib3.HTTPConnection.request inlines this: change both together.
+        # rstsafe.urllib3._pools.HTTPConnection.request inlines this: change both together.
         now = self._clock.now()
         self._attempt_started = now
         self._attempt_reused = self.requests_served > 0
@@ -121,7 +121,7 @@ class ConnectionLife:
 
     def finish_request(self, keep_alive: str | bytes | None = None) -> None:
         """Record a response read completely, with its ``Keep-Alive`` header if any."""
-        # rstsafe._urllib3.HTTPConnectionPool._put_conn inlines the header-less case.
+        # rstsafe.urllib3._pools.HTTPConnectionPool._put_conn inlines the header-less case.
         self.requests_served += 1
         self.last_used_at = self._clock.now()
         if keep_alive is not None:

@@ -108,7 +108,7 @@ class _ProgressBar:
 
 def format_result(result: Any) -> str:
     """The text report of a :class:`~rstsafe.ProbeResult`."""
-    from rstsafe._probe import IdleCloseKind
+    from rstsafe.tools._probe import IdleCloseKind
 
     lines = [f"probe {result.url}"]
     server = f" (server: {result.server})" if result.server else ""
@@ -169,7 +169,7 @@ def _as_json(result: Any) -> str:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from rstsafe._probe import ProbeError, probe
+    from rstsafe.tools._probe import ProbeError, probe
 
     bar = _ProgressBar(sys.stderr) if sys.stderr.isatty() else None
     try:

@@ -31,9 +31,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Itera
 from dataclasses import dataclass
 from typing import Generic, NoReturn, Protocol, TypeVar, Union, cast
 
-from rstsafe._clock import Clock, MonotonicClock, jittered
-from rstsafe._errors import RstsafeError
-from rstsafe._sockets import graceful_close
+from rstsafe._core.clock import Clock, MonotonicClock, jittered
+from rstsafe._core.errors import RstsafeError
+from rstsafe.sockets._helpers import graceful_close
 
 __all__ = (
     "AsyncPool",

@@ -14,7 +14,7 @@ import struct
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from rstsafe._lint._model import RULES, Finding, LintInputError, Severity
+from rstsafe.tools._lint._model import RULES, Finding, LintInputError, Severity
 
 __all__ = ("iter_python_files", "scan_file", "scan_source")
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from rstsafe._clock import Clock, MonotonicClock
+from rstsafe._core.clock import Clock, MonotonicClock
 
 __all__ = (
     "COUNTERS",
