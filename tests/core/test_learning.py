@@ -7,6 +7,8 @@ Pure tests of :class:`rstsafe.OriginKeepAlive` and :class:`ConnectionLife` with 
 from __future__ import annotations
 
 import random
+import select
+import socket
 
 import pytest
 from hypothesis import given, settings
@@ -324,3 +326,98 @@ def test_the_close_history_is_bounded() -> None:
         state.observe_stale(0.5 + (number % 7) * 0.1, requests_served=number % 13 + 1)
         clock.advance(0.3)
     assert len(state._closes) <= CLOSE_HISTORY
+
+
+# -- the witness -----------------------------------------------------------------
+
+
+def _is_open(handle: object) -> bool:
+    """What the adapters ask: no FIN, nothing readable (a zero-timeout poll)."""
+    assert isinstance(handle, socket.socket)
+    readable, _, _ = select.select([handle], [], [], 0.0)
+    return not readable
+
+
+def test_a_witness_proves_a_longer_idle_than_the_pace_of_posts() -> None:
+    """POSTs every 6 s, server keeps 30 s: the witness seen open at 18 s makes 6 s safe."""
+    state, clock = _state()
+    ours, theirs = socket.socketpair()
+    try:
+        state.observe_open(6.0)  # the first expired connection, seen open at the pace
+        assert state.safe_idle() < 6.0
+        kept = state.offer_witness(
+            ours, last_used_at=clock.now() - 6.0, created_at=clock.now() - 7.0, close=ours.close
+        )
+        assert kept
+        assert state.witness_held
+        for _ in range(2):
+            clock.advance(6.0)
+            state.check_witness(_is_open)
+        assert state.open_bound == 18.0
+        assert state.safe_idle() > 6.0
+        assert not ours._closed  # type: ignore[attr-defined]
+    finally:
+        state.release_witness()
+        theirs.close()
+    assert ours.fileno() == -1  # released: closed
+
+
+def test_a_witness_closed_by_the_server_teaches_an_upper_bound_and_is_released() -> None:
+    """The server closes the witness (FIN): an upper bound, and the socket is closed."""
+    state, clock = _state()
+    ours, theirs = socket.socketpair()
+    state.offer_witness(ours, last_used_at=clock.now(), created_at=clock.now(), close=ours.close)
+    clock.advance(2.0)
+    state.check_witness(_is_open)
+    assert state.open_bound == 2.0
+    theirs.close()  # the server's FIN
+    clock.advance(1.0)
+    state.check_witness(_is_open)
+    assert not state.witness_held
+    assert state.upper_bound == 3.0
+    assert ours.fileno() == -1
+
+
+def test_one_witness_at_most_and_none_when_a_timeout_is_claimed() -> None:
+    """A second offer is refused; so is any offer once a Keep-Alive timeout is announced."""
+    state, clock = _state()
+    pairs = [socket.socketpair() for _ in range(3)]
+    try:
+        now = clock.now()
+        first, second, third = (a for a, _ in pairs)
+        assert state.offer_witness(first, last_used_at=now, created_at=now, close=first.close)
+        assert not state.offer_witness(second, last_used_at=now, created_at=now, close=second.close)
+        state.observe_header("timeout=5")
+        state.check_witness(_is_open)  # an announced timeout releases it
+        assert not state.witness_held
+        assert first.fileno() == -1
+        assert not state.offer_witness(third, last_used_at=now, created_at=now, close=third.close)
+        configured, _ = _state(KeepAlive(server_keepalive=5.0))
+        assert not configured.offer_witness(
+            third, last_used_at=now, created_at=now, close=third.close
+        )
+        off, _ = _state(KeepAlive(witness=False))
+        assert not off.offer_witness(third, last_used_at=now, created_at=now, close=third.close)
+    finally:
+        for a, b in pairs:
+            a.close()
+            b.close()
+
+
+def test_the_registry_releases_witnesses_on_close_and_eviction() -> None:
+    """Closing the registry, or dropping an origin from it, closes the witness."""
+    registry = KeepAliveRegistry(NO_JITTER, max_origins=1)
+    ours, theirs = socket.socketpair()
+    mine, other = socket.socketpair()
+    try:
+        state = registry.get("http", "a.example", 80)
+        assert state.offer_witness(ours, last_used_at=0.0, created_at=0.0, close=ours.close)
+        registry.get("http", "b.example", 80)  # evicts a.example
+        assert ours.fileno() == -1
+        state = registry.get("http", "b.example", 80)
+        assert state.offer_witness(mine, last_used_at=0.0, created_at=0.0, close=mine.close)
+        registry.close()
+        assert mine.fileno() == -1
+    finally:
+        for sock in (ours, theirs, mine, other):
+            sock.close()

@@ -17,6 +17,7 @@ Pure code: every method takes its times as arguments; randomness comes from an i
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import enum
 import math
@@ -162,6 +163,10 @@ class KeepAlive:
         probe: Let requests that are retried transparently when stale (idempotent, with
             a replayable body) reuse a connection past the TTL, when no timeout is
             configured or announced (see :meth:`OriginKeepAlive.probe_limit`).
+        witness: When no timeout is configured or announced, keep one expired idle
+            connection per origin open, unused, to watch how long the server keeps it
+            (see :meth:`OriginKeepAlive.offer_witness`): what proves requests that
+            cannot be retried safe to reuse. One more socket per origin, at most.
     """
 
     server_keepalive: float | None = None
@@ -175,6 +180,7 @@ class KeepAlive:
     learn_memory: float | None = DEFAULT_LEARN_MEMORY
     use_header: bool = True
     probe: bool = True
+    witness: bool = True
 
     def __post_init__(self) -> None:
         _finite_non_negative("server_keepalive", self.server_keepalive)
@@ -296,6 +302,16 @@ class IdleTTL:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class _Witness:
+    """An expired idle connection kept open, unused, to watch the server keep it."""
+
+    handle: object
+    last_used_at: float
+    created_at: float
+    close: Callable[[], None]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class _Close:
     """One close by the server, as the history keeps it (see OriginKeepAlive)."""
 
@@ -375,6 +391,7 @@ class OriginKeepAlive:
         "_pending_stale",
         "_rng",
         "_upper",
+        "_witness",
         "origin",
         "retry_budget",
     )
@@ -412,6 +429,7 @@ class OriginKeepAlive:
         self._closes: collections.deque[_Close] = collections.deque(maxlen=CLOSE_HISTORY)
         #: Requests and retries of this origin, for ``RetryPolicy.budget``.
         self.retry_budget = RetryBudgetState()
+        self._witness: _Witness | None = None
 
     @property
     def config(self) -> KeepAlive:
@@ -666,6 +684,106 @@ class OriginKeepAlive:
                 self._closes[index] = dataclasses.replace(earlier, applied=False)
         return True
 
+    # -- the witness ------------------------------------------------------------------
+
+    @property
+    def witness_held(self) -> bool:
+        """Whether an expired connection is kept open to watch the server (offer_witness)."""
+        return self._witness is not None
+
+    def offer_witness(
+        self,
+        handle: object,
+        *,
+        last_used_at: float,
+        created_at: float,
+        close: Callable[[], None],
+    ) -> bool:
+        """Offer an idle connection that is being discarded while still open; True: kept.
+
+        Requests that cannot be retried reuse a connection only below the idle proven
+        kept (:meth:`safe_idle`), and steady traffic of them never proves more than its
+        own pace: every connection it discards is seen open at that pace, no longer. A
+        witness is one such connection kept open and unused (one per origin at most),
+        so that it is seen open at twice, three times the pace (proving a longer idle)
+        or is closed by the server (an upper bound from its FIN): a passive
+        ``rstsafe probe`` that costs one socket and no request.
+
+        Kept only when ``KeepAlive.witness`` and ``learn`` are on, no timeout is
+        configured or announced, and no witness is held. The adapter then keeps the
+        socket open (the host library must not close it) and reports on it with
+        :meth:`check_witness`; ``close`` closes it, called once, by whoever releases it.
+
+        Args:
+            handle: The adapter's handle on the connection (a socket), passed back to
+                the ``is_open`` of :meth:`check_witness`.
+            last_used_at: When its last response was read (the clock's seconds).
+            created_at: When it was established.
+            close: Closes it gracefully.
+        """
+        config = self._config
+        if not (config.witness and config.learn):
+            return False
+        with self._lock:
+            if (
+                self._witness is not None
+                or config.server_keepalive is not None
+                or self._header_timeout is not None
+            ):
+                return False
+            self._witness = _Witness(
+                handle=handle, last_used_at=last_used_at, created_at=created_at, close=close
+            )
+            return True
+
+    def check_witness(self, is_open: Callable[[object], bool]) -> None:
+        """Look at the witness, if one is held, and learn from it. Adapters call it per request.
+
+        ``is_open(handle)`` answers whether the connection is still open (no FIN, not
+        readable); it is called outside the lock. Seen open after *t* seconds idle: the
+        server keeps connections at least about *t* (:meth:`observe_open`). Closed: an
+        upper bound (:meth:`observe_closed_idle`), and the witness is released. It is
+        also released once a timeout is announced or it is past its max lifetime.
+        """
+        witness = self._witness
+        if witness is None:
+            return
+        now = self._clock.now()
+        idle = max(0.0, now - witness.last_used_at)
+        age = max(0.0, now - witness.created_at)
+        lifetime = self._config.max_lifetime
+        if self._header_timeout is not None or (lifetime is not None and age >= lifetime):
+            self._release(witness)
+            return
+        try:
+            alive = is_open(witness.handle)
+        except Exception:  # a broken socket is a closed one
+            alive = False
+        if self._witness is not witness:
+            return  # another thread released it meanwhile
+        if alive:
+            self.observe_open(idle)
+            return
+        if self._release(witness):
+            self.observe_closed_idle(idle, age_seconds=age)
+
+    def release_witness(self) -> None:
+        """Close the witness, if one is held (adapters call it when their pool closes)."""
+        witness = self._witness
+        if witness is not None:
+            self._release(witness)
+
+    def _release(self, witness: _Witness) -> bool:
+        """Drop ``witness`` if it is still the one held, and close it; True if it was."""
+        with self._lock:
+            if self._witness is not witness:
+                return False
+            self._witness = None
+        # Closing an already broken socket may raise; there is nothing more to do.
+        with contextlib.suppress(Exception):
+            witness.close()
+        return True
+
     def observe_open(self, idle_seconds: float) -> None:
         """Record that an idle connection was still open (no FIN, no reset) after ``idle_seconds``.
 
@@ -717,7 +835,8 @@ class OriginKeepAlive:
             )
 
     def reset(self) -> None:
-        """Forget everything observed (header and learning)."""
+        """Forget everything observed (header and learning); release the witness."""
+        self.release_witness()
         with self._lock:
             self._lower = self._upper = self._open = None
             self._learned_at = self._pending_stale = None
@@ -1088,11 +1207,22 @@ class KeepAliveRegistry:
                     self._config, origin=origin, rng=self._rng, clock=self._clock
                 )
                 self._states[origin] = state
+                dropped = None
                 if len(self._states) > self._max_origins:
-                    self._states.popitem(last=False)
+                    _, dropped = self._states.popitem(last=False)
             else:
                 self._states.move_to_end(origin)
-            return state
+                return state
+        if dropped is not None:
+            dropped.release_witness()
+        return state
+
+    def close(self) -> None:
+        """Release every origin's witness (adapters call it when their pool closes)."""
+        with self._lock:
+            states = list(self._states.values())
+        for state in states:
+            state.release_witness()
 
     def for_origin(self, origin: Origin) -> OriginKeepAlive:
         """The state of ``origin``, created on first use."""
