@@ -184,7 +184,8 @@ class RstsafeError(Exception):
         """Create the error; extra arguments go to the next class in the MRO.
 
         Args:
-            message: The message; built with :func:`describe_failure` when None.
+            message: The message; built with [`describe_failure`][rstsafe.core.describe_failure]
+                when None.
             *args: Passed on after the message (for mixins with library exceptions).
             failure: The last failure.
             history: Every attempt made.
@@ -278,7 +279,7 @@ def error_for(
         failure: The last failure.
         history: Every attempt.
         keepalive: A keep-alive summary for the message.
-        message: The message (default: :func:`describe_failure`).
+        message: The message (default: [`describe_failure`][rstsafe.core.describe_failure]).
         not_sent_cls: The class for ``NOT_SENT`` failures.
         maybe_sent_cls: The class for ``MAYBE_SENT`` failures.
         **kwargs: Passed to the class (e.g. ``request=``).

@@ -110,8 +110,9 @@ class ConnectionRecord:
         requests: Requests executed on it.
         reason: Why it ended, in words (``"idle for 0.3 s"``, ``"server stopped"`` ...).
         closing_since: ``time.monotonic()`` when the server stopped reading it in order
-            to close it later (:class:`IdleCloseWithLag`) or forgot it
-            (:class:`IdleDrop`); ``None`` otherwise. A test waits for this before it
+            to close it later ([`IdleCloseWithLag`][rstsafe.testing.IdleCloseWithLag]) or forgot it
+            ([`IdleDrop`][rstsafe.testing.IdleDrop]); ``None`` otherwise. A test waits for this
+            before it
             sends the request that must meet the RST.
     """
 
@@ -130,7 +131,7 @@ class Execution:
     """A request the server executed (read in full and acted on).
 
     Attributes:
-        connection_id: The :attr:`ConnectionRecord.id` it arrived on.
+        connection_id: The `ConnectionRecord.id` it arrived on.
         method: The request method, e.g. ``"POST"``.
         path: The request target without its query string.
         target: The request target as sent, query included.
@@ -551,7 +552,7 @@ class MisbehavingServer:
     It runs in background threads (one accepts, one per connection), binds port 0 by
     default and records every request it executed and every connection it accepted,
     with how the connection ended (FIN or RST). Use it as a context manager, or call
-    :meth:`start` and :meth:`stop`.
+    `start` and `stop`.
 
     Normal requests get ``200 OK`` with a short text body, ``METHOD PATH body=N``. A
     query parameter ``?status=503`` changes the status, ``?retry-after=2`` adds a
@@ -567,14 +568,17 @@ class MisbehavingServer:
         ```
 
     Args:
-        behaviour: What to do wrong; ``None`` means :class:`Healthy`.
+        behaviour: What to do wrong; ``None`` means [`Healthy`][rstsafe.testing.Healthy].
         host: Address to bind, ``127.0.0.1`` (default) or ``::1``.
         port: Port to bind; 0 picks a free one.
         allow_non_loopback: Must be true to bind anything but a loopback address.
         namespace: Create the listener inside this network namespace; clients must
-            then make their sockets with :meth:`NetworkNamespace.socket`.
-        on_event: Called (from a server thread) with every :class:`Execution` and with
-            the :class:`ConnectionRecord` of every connection that ends. It must not raise.
+            then make their sockets with
+            [`NetworkNamespace.socket`][rstsafe.testing.NetworkNamespace.socket].
+        on_event: Called (from a server thread) with every [`Execution`][rstsafe.testing.Execution]
+            and with
+            the [`ConnectionRecord`][rstsafe.testing.ConnectionRecord] of every connection that
+            ends. It must not raise.
     """
 
     def __init__(
@@ -702,7 +706,8 @@ class MisbehavingServer:
         self._accept_thread.start()
 
     def fill_accept_queue(self) -> int:
-        """Fill an :class:`AcceptQueueOverflow` listener's accept queue; return connections made.
+        """Fill an [`AcceptQueueOverflow`][rstsafe.testing.AcceptQueueOverflow] listener's accept
+        queue; return connections made.
 
         The server connects to itself ``backlog + 1`` times (the kernel queues
         ``min(backlog, somaxconn) + 1``), sending one byte each so that
@@ -859,7 +864,8 @@ class MisbehavingServer:
 
     @property
     def received_unexecuted(self) -> int:
-        """Requests read in full but deliberately not executed (:class:`BlackHole`)."""
+        """Requests read in full but deliberately not executed
+        ([`BlackHole`][rstsafe.testing.BlackHole])."""
         with self._cond:
             return self._received_unexecuted
 

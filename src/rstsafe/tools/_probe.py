@@ -61,7 +61,7 @@ class IdleCloseKind(enum.Enum):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ProbeResult:
-    """What :func:`probe` measured.
+    """What [`probe`][rstsafe.tools.probe] measured.
 
     Attributes:
         url: The URL probed.
@@ -374,7 +374,7 @@ def probe(
             while the idle connection is watched.
 
     Returns:
-        A :class:`ProbeResult`.
+        A [`ProbeResult`][rstsafe.tools.ProbeResult].
 
     Raises:
         ValueError: The URL or an argument is invalid.

@@ -143,7 +143,7 @@ def lint(
             (a topology file's ``somaxconn`` wins). None: backlogs are not checked.
 
     Returns:
-        A :class:`LintReport`; ``report.ok`` is False when there are errors.
+        A [`LintReport`][rstsafe.tools.LintReport]; ``report.ok`` is False when there are errors.
 
     Raises:
         LintInputError: A file is missing, unreadable or malformed (names file and line).
