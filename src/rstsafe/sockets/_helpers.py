@@ -43,9 +43,9 @@ __all__ = (
     "urllib3_socket_options",
 )
 
-#: One option as ``(level, optname, value)``: what ``socket.setsockopt`` takes, what urllib3's
-#: ``socket_options`` holds and what httpx's ``HTTPTransport(socket_options=...)`` accepts.
 SocketOption: TypeAlias = tuple[int, int, int] | tuple[int, int, bytes]
+"""One option as ``(level, optname, value)``: what ``socket.setsockopt`` takes, what urllib3's
+``socket_options`` holds and what httpx's ``HTTPTransport(socket_options=...)`` accepts."""
 #: urllib3's own spelling of a socket options list (``urllib3.util.connection``).
 Urllib3SocketOptions: TypeAlias = list[tuple[int, int, int | bytes]]
 

@@ -149,8 +149,8 @@ class Execution:
     at: float
 
 
-#: What :class:`MisbehavingServer` passes to its ``on_event`` callback.
 ServerEvent = Execution | ConnectionRecord
+"""What [`MisbehavingServer`][rstsafe.testing.MisbehavingServer] passes to `on_event`."""
 
 
 class _Stop(Exception):
