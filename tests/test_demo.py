@@ -221,6 +221,32 @@ def test_default_report_fits_100_columns_and_explains_every_failed_cell(
     assert "Take away:" in report
 
 
+def test_coloured_report_keeps_its_columns(
+    full_run: dict[str, dict[str, Cell]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a terminal the cells are coloured, and the colour codes do not widen a line."""
+    import pty
+
+    from rstsafe._cli._term import visible_width
+
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.setenv("TERM", "xterm")
+    master, slave = pty.openpty()
+    try:
+        with open(slave, "w", closefd=False) as terminal:
+            report = render_text(full_run, CLIENTS, width=100, style=Style(terminal))
+    finally:
+        os.close(master)
+        os.close(slave)
+    assert "\x1b[31m" in report  # failed cells in red
+    assert "\x1b[32m" in report  # ok cells in green
+    assert max(visible_width(line) for line in report.splitlines()) <= 100
+    plain = render_text(full_run, CLIENTS, width=100, style=Style.plain())
+    assert [visible_width(line) for line in report.splitlines()] == [
+        len(line) for line in plain.splitlines()
+    ]
+
+
 def test_json_report_explains_every_failure(full_run: dict[str, dict[str, Cell]]) -> None:
     """The JSON has every scenario and client, each failure with its explanation, the totals."""
     data = json.loads(json.dumps(as_json(full_run, CLIENTS)))
