@@ -389,7 +389,7 @@ CLIENTS: dict[str, Client] = _registry(
         library="requests",
         variant="retry-all",
         factory=_NaiveRetryRequests,
-        on_failure="resent twice, as every method is (Retry(allowed_methods=None))",
+        on_failure="retries every method, up to twice (Retry(allowed_methods=None))",
         resends_unsafe=True,
     ),
     Client(
