@@ -177,7 +177,7 @@ def lint(
     inputs = Inputs(
         max_file_size=max_file_size,
         max_total_size=max_total_size,
-        include_root=Path(include_root) if include_root is not None else None,
+        include_root=include_root,
     )
     findings: list[Finding] = []
     files: list[str] = []

@@ -918,25 +918,36 @@ def _line_of_key(text: str, key: str) -> int | None:
 
 
 # TOML nesting: brackets and braces outside strings and comments. Table headers ([a],
-# [[a]]) open and close on their line, so they count for at most two levels.
+# [[a]]) open and close on their line, so they count for at most two levels. Dots outside
+# strings that are not a decimal point join the parts of a dotted key (a.b.c).
 _TOML_TOKENS = re.compile(
-    r'''"""(?:\\.|[^\\])*?"""|\'\'\'.*?\'\'\'|"(?:\\.|[^"\\\n])*"|'[^'\n]*'|#[^\n]*|[\[\]{}\n]''',
+    r'''"""(?:\\.|[^\\])*?"""|\'\'\'.*?\'\'\'|"(?:\\.|[^"\\\n])*"|'[^'\n]*'|#[^\n]*'''
+    r"|[\[\]{}\n]|(?<![0-9])\.|\.(?![0-9])",
     re.DOTALL,
 )
 
 
 def _toml_depth_check(text: str, file: str) -> None:
-    """Raise LintInputError at the line where arrays/inline tables nest beyond MAX_DEPTH.
+    """Raise LintInputError at the line where the TOML nests beyond MAX_DEPTH.
 
     tomllib parses nested values recursively (a file of 100,000 ``[`` exhausts the
-    interpreter's recursion limit), so nesting is measured first, in one linear pass.
+    interpreter's recursion limit) and walks a dotted key's parts for each part (a key
+    of 50,000 parts takes minutes), so both are measured first, in one linear pass.
     """
     depth = 0
+    dots = 0
     line = 1
     for match in _TOML_TOKENS.finditer(text):
         token = match.group()
         if token == "\n":
             line += 1
+            dots = 0
+        elif token == ".":
+            dots += 1
+            if dots >= MAX_DEPTH:
+                raise LintInputError(
+                    f"dotted keys of more than {MAX_DEPTH} parts", file=file, line=line
+                )
         elif token in "[{":
             depth += 1
             if depth > MAX_DEPTH:

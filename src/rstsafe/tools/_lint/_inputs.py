@@ -141,7 +141,7 @@ class Inputs:
 
     max_file_size: int = DEFAULT_MAX_FILE_SIZE
     max_total_size: int = DEFAULT_MAX_TOTAL_SIZE
-    include_root: Path | None = None
+    include_root: str | os.PathLike[str] | None = None
     _budget: _Budget = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
