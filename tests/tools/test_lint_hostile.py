@@ -583,7 +583,8 @@ def test_random_bytes_give_a_report_or_an_input_error(workdir: Path, kind: str) 
 def test_random_command_lines(command: str) -> None:
     """Any uvicorn/hypercorn command line gives one hop or a LintInputError."""
     for program in ("uvicorn", "hypercorn"):
-        outcome = _outcome(functools.partial(lint, **{program: f"{program} {command}"}))
+        kwargs: dict[str, Any] = {program: f"{program} {command}"}
+        outcome = _outcome(functools.partial(lint, **kwargs))
         if isinstance(outcome, LintReport):
             assert len(outcome.hops) == 1
         else:
