@@ -650,7 +650,7 @@ class MisbehavingServer:
     (``Retry-After: 1``, ``Connection: close``) by the accept thread, shut down with a
     FIN and closed after a short lingering drain; it is recorded (``requests == 0``,
     reason ``"rejected: ..."``), and it starts no thread. A request whose body is larger
-    than ``max_body`` bytes gets ``413 Content Too Large`` before the body is read (for
+    than ``max_body`` bytes gets ``413`` before the body is read (for
     chunked bodies, as soon as the chunks pass the limit), then the same lingering close.
     Binding an address that is not loopback logs a warning on the ``rstsafe.testing``
     logger (shown on stderr when logging is not configured; ``rstsafe serve`` prints it).

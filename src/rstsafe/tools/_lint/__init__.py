@@ -157,7 +157,7 @@ def lint(
         sources: Python files or directories to scan for hazards.
         somaxconn: The servers' ``net.core.somaxconn``, to check listen backlogs against
             (a topology file's ``somaxconn`` wins). None: backlogs are not checked.
-        max_file_size: Bytes one file may have (default 10 MiB).
+        max_file_size: Bytes one file may have (default 1 MiB).
         max_total_size: Bytes all files read may have together (default 64 MiB).
         include_root: The directory that files named by a configuration (nginx
             ``include``, a topology file's ``nginx = ...``) must be in. None: the

@@ -141,7 +141,7 @@ def register(subparsers: Any) -> None:
         type=_size,
         default=None,
         metavar="SIZE",
-        help="largest file lint reads (default 10M; K, M, G suffixes)",
+        help="largest file lint reads (default 1M; K, M, G suffixes)",
     )
     parser.add_argument(
         "--max-total-size",

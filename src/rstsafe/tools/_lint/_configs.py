@@ -272,7 +272,8 @@ def _nginx_load(path: Path, state: _Includes, nesting: int) -> list[_Directive]:
     state.files.append(str(path))
     real = os.path.realpath(path)
     state.active.append(real)
-    directives = _nginx_parse(state.inputs.read_text(path), str(path))
+    included = bool(state.active[:-1])  # the file given to lint is not an include
+    directives = _nginx_parse(state.inputs.read_text(path, included=included), str(path))
     expanded = _nginx_expand(directives, path.parent, state, nesting)
     state.active.pop()
     return expanded

@@ -11,7 +11,7 @@ file:
   before it is opened for reading (``stat``), and again after (``fstat``, opened with
   ``O_NONBLOCK`` so that opening a FIFO swapped in meanwhile cannot block).
 - Each file is at most ``max_file_size`` bytes, all files together at most
-  ``max_total_size`` bytes, and at most :data:`MAX_FILES` files are read.
+  ``max_total_size`` bytes, and includes read at most :data:`MAX_FILES` files.
 - Files a configuration names (nginx ``include``, a topology file's ``nginx = ...``) must
   resolve, symlinks followed, inside the configuration's root: by default the directory of
   the file given to lint, else ``include_root``. Nothing outside it is opened, so nothing
@@ -41,15 +41,16 @@ __all__ = (
     "shown",
 )
 
-# Precedents for the size limits: ruff and mypy read files of any size, but nginx keeps a
-# whole configuration in memory and real ones are a few KiB (the largest distribution
-# nginx.conf with every include is under 100 KiB); a gunicorn or topology file is smaller
-# still. 10 MiB per file is a hundred times what a real configuration needs, and reading it
-# takes lint well under a second. The total leaves room for scanning a large source tree.
-DEFAULT_MAX_FILE_SIZE = 10 * 1024 * 1024
+# Precedents for the size limits: ruff and mypy read files of any size, but real server
+# configurations are a few KiB (Debian's nginx.conf with every include is under 100 KiB),
+# and hand-written Python modules rarely pass 500 KiB. The per-file limit bounds the time
+# one file can cost: Python's own parser (ast.parse) and tomllib take 1-2 s per MiB on a
+# busy machine, so 1 MiB keeps every file under about two seconds; 10 MiB would allow 20.
+# The total leaves room for scanning a large source tree.
+DEFAULT_MAX_FILE_SIZE = 1024 * 1024
 DEFAULT_MAX_TOTAL_SIZE = 64 * 1024 * 1024
-# Files read in one run (each include counts, also a file included twice). Debian's
-# nginx with a site per file in sites-enabled reads a few dozen.
+# Files read through nginx includes in one run (a file included twice counts twice).
+# Debian's nginx with a site per file in sites-enabled reads a few dozen.
 MAX_FILES = 1000
 # Nesting lint follows: nginx blocks (across includes), TOML arrays and inline tables, and
 # Python expressions. Real nginx configurations nest 3-6 deep (http, server, location,
@@ -122,7 +123,7 @@ class _Budget:
     max_file_size: int
     max_total_size: int
     read_bytes: int = 0
-    read_files: int = 0
+    included_files: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,14 +194,21 @@ class Inputs:
         if kind is not None:
             raise LintInputError(f"not a regular file: it is {kind}", file=str(path))
 
-    def read_text(self, path: Path) -> str:
-        """Read a UTF-8 file within the limits; raise :class:`LintInputError` otherwise."""
+    def read_text(self, path: Path, *, included: bool = False) -> str:
+        """Read a UTF-8 file within the limits; raise :class:`LintInputError` otherwise.
+
+        ``included``: the file is read because a configuration includes it, so it counts
+        towards :data:`MAX_FILES`.
+        """
         file = str(path)
         budget = self._budget
-        if budget.read_files >= MAX_FILES:
-            raise LintInputError(
-                f"more than {MAX_FILES} files to read (an include fan-out?)", file=file
-            )
+        if included:
+            if budget.included_files >= MAX_FILES:
+                raise LintInputError(
+                    f"includes read more than {MAX_FILES} files (an include fan-out?)",
+                    file=file,
+                )
+            budget.included_files += 1
         self.check_regular(path)
         try:
             fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
@@ -227,7 +235,6 @@ class Inputs:
         finally:
             os.close(fd)
         budget.read_bytes += total
-        budget.read_files += 1
         try:
             return b"".join(chunks).decode("utf-8")
         except UnicodeDecodeError as exc:
