@@ -270,7 +270,7 @@ CASES: list[tuple[str, Case, str, int | None]] = [
     ("gunicorn-is-dev-zero", _no_tmp(_gunicorn_dev_zero), "it is a character device", None),
     ("nginx-config-is-directory", _nginx_directory, "it is a directory", None),
     ("nginx-include-loop", _nginx_include_loop, "an include loop", 1),
-    ("nginx-include-fan-out", _nginx_fan_out, f"read more than {MAX_FILES} files", None),
+    ("nginx-include-fan-out", _nginx_fan_out, f"read more than {MAX_FILES} files", 2),
     ("nginx-backlog-4000-digits", _nginx_backlog_digits, "out of range", 1),
     ("source-100k-term-sum", _source_long_sum, "nested too deeply", 1),
     ("source-100k-attribute-chain", _source_attribute_chain, "nested too deeply", 2),
@@ -614,3 +614,12 @@ def test_random_durations(text: str) -> None:
         except ValueError:
             continue
         assert 0 <= value <= 1e9
+
+
+def test_a_large_source_tree_is_not_an_include_fan_out(tmp_path: Path) -> None:
+    """MAX_FILES bounds includes only: a tree of MAX_FILES + 1 Python files is scanned."""
+    for index in range(MAX_FILES + 1):
+        _write(tmp_path / f"m{index}.py", "import requests\nrequests.get('http://x')\n")
+    report = lint(sources=[tmp_path])
+    assert len(report.files) == MAX_FILES + 1
+    assert [f.code for f in report.findings] == ["RST103"] * (MAX_FILES + 1)

@@ -28,7 +28,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rstsafe.tools._lint._inputs import MAX_DEPTH, MAX_SECONDS, Inputs, finite_seconds, shown
+from rstsafe.tools._lint._inputs import (
+    MAX_DEPTH,
+    MAX_FILES,
+    MAX_SECONDS,
+    Inputs,
+    finite_seconds,
+    shown,
+)
 from rstsafe.tools._lint._model import Finding, Hop, HopKind, LintInputError, Severity
 from rstsafe.tools._lint._source import parse_python
 
@@ -342,6 +349,12 @@ def _nginx_expand(
                 if os.path.realpath(match) in state.active:
                     raise LintInputError(
                         f"include {shown(pattern)} includes {match} again (an include loop)",
+                        file=directive.file,
+                        line=directive.line,
+                    )
+                if state.inputs.included_files >= MAX_FILES:
+                    raise LintInputError(
+                        f"includes read more than {MAX_FILES} files (an include fan-out?)",
                         file=directive.file,
                         line=directive.line,
                     )

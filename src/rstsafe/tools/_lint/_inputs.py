@@ -175,6 +175,11 @@ class Inputs:
         object.__setattr__(rooted, "_budget", self._budget)
         return rooted
 
+    @property
+    def included_files(self) -> int:
+        """Files read so far through includes, in the whole run."""
+        return self._budget.included_files
+
     def within_root(self, path: Path) -> bool:
         """Whether ``path`` (symlinks resolved) is inside the root (True with no root yet)."""
         if self.include_root is None:
