@@ -157,6 +157,12 @@ def _topology_max_requests_digits(tmp: Path) -> dict[str, Any]:
     return {"topology": _write(tmp / "topology.toml", text)}
 
 
+def _topology_escaped_quotes(tmp: Path) -> dict[str, Any]:
+    # An unterminated string full of escaped quotes: quadratic for a naive string regex.
+    text = 'somaxconn = 5\na = "' + '\\"' * 200_000 + "\n"
+    return {"topology": _write(tmp / "topology.toml", text)}
+
+
 def _topology_deep_dotted_name(tmp: Path) -> dict[str, Any]:
     text = "[client]\nname" + ".a" * 50_000 + " = 1\n"
     return {"topology": _write(tmp / "topology.toml", text)}
@@ -263,6 +269,7 @@ CASES: list[tuple[str, Case, str, int | None]] = [
     ("hypercorn-backlog-inf", _hypercorn_backlog_inf, "out of range", 1),
     ("topology-idle-400-digits", _topology_idle_digits, "integer of about 401 digits", 1),
     ("topology-max-requests-digits", _topology_max_requests_digits, "max_requests", 1),
+    ("topology-escaped-quotes", _topology_escaped_quotes, "invalid TOML", 2),
     ("topology-50k-dotted-name", _topology_deep_dotted_name, "dotted keys of more than", 2),
     ("gunicorn-keepalive-1e999", _gunicorn_inf, "keepalive is out of range: inf", 1),
     ("gunicorn-backlog-1e999", _gunicorn_backlog_inf, "backlog is out of range: inf", 1),
@@ -478,7 +485,7 @@ TOML_WORDS = [
     "[client]", "[[hops]]", "name", "kind", "preset", "idle_timeout", "max_requests",
     "nginx", "uvicorn", "library", "somaxconn", "keep_alive_timeout", "backlog", "=",
     "'server'", "'aws-alb'", "'../x'", "nan", "inf", "-inf", "1e999", BIG, "5", "[", "]",
-    "{", "}", ",", ".", '"', "'''", "\n", " ", "#",
+    "{", "}", ",", ".", '"', "'''", '"""', "\\", "\n", " ", "#",
 ]  # fmt: skip
 PYTHON_WORDS = [
     "keepalive", "backlog", "worker_class", "threads", "=", "1e999", BIG, "-", "+", "(",
@@ -623,3 +630,17 @@ def test_a_large_source_tree_is_not_an_include_fan_out(tmp_path: Path) -> None:
     report = lint(sources=[tmp_path])
     assert len(report.files) == MAX_FILES + 1
     assert [f.code for f in report.findings] == ["RST103"] * (MAX_FILES + 1)
+
+
+@needs_tomllib
+def test_toml_brackets_in_strings_and_comments_do_not_nest(tmp_path: Path) -> None:
+    """Only real nesting counts: brackets and dots in strings, comments and numbers do not."""
+    deep = "[" * (MAX_DEPTH + 5)
+    dots = "." * (MAX_DEPTH + 5)
+    text = (
+        f"a = \"{deep}{dots}\"\nb = '{deep}'\nc = \"\"\"\n{deep}\n\"\"\"\nd = '''{deep}'''\n"
+        f"# {deep}{dots}\ne = [{', '.join(['1.5'] * (MAX_DEPTH + 5))}]\n"
+        "keep_alive_timeout = 7.5\n"
+    )
+    report = lint(hypercorn=_write(tmp_path / "hypercorn.toml", text))
+    assert report.hops[0].idle_timeout == 7.5

@@ -931,14 +931,17 @@ def _line_of_key(text: str, key: str) -> int | None:
     return None
 
 
-# TOML nesting: brackets and braces outside strings and comments. Table headers ([a],
-# [[a]]) open and close on their line, so they count for at most two levels. Dots outside
-# strings that are not a decimal point join the parts of a dotted key (a.b.c).
-_TOML_TOKENS = re.compile(
-    r'''"""(?:\\.|[^\\])*?"""|\'\'\'.*?\'\'\'|"(?:\\.|[^"\\\n])*"|'[^'\n]*'|#[^\n]*'''
-    r"|[\[\]{}\n]|(?<![0-9])\.|\.(?![0-9])",
-    re.DOTALL,
-)
+# TOML nesting is measured outside strings and comments: brackets and braces (table
+# headers, [a] and [[a]], open and close on their line, so they count for two levels at
+# most), and dots that are not a decimal point, which join the parts of a dotted key.
+# Each pattern consumes characters one at a time and never needs to backtrack, and the
+# scan always moves past what a pattern consumed: one pass, linear in the file's size
+# (a single regular expression for whole strings rescans an unterminated string from
+# every quote in it, which is quadratic).
+_TOML_SIGNIFICANT = re.compile(r"[\[\]{}\n\"'#.]")
+_TOML_BASIC = re.compile(r'(?:[^"\\\n]|\\.)*')  # inside "...", up to the quote
+_TOML_MULTILINE_BASIC = re.compile(r'(?:[^"\\]|\\.|"(?!""))*', re.DOTALL)  # inside """..."""
+_TOML_LITERAL = re.compile(r"[^'\n]*")  # inside '...'
 
 
 def _toml_depth_check(text: str, file: str) -> None:
@@ -947,22 +950,46 @@ def _toml_depth_check(text: str, file: str) -> None:
     tomllib parses nested values recursively (a file of 100,000 ``[`` exhausts the
     interpreter's recursion limit) and walks a dotted key's parts for each part (a key
     of 50,000 parts takes minutes), so both are measured first, in one linear pass.
+    Malformed strings are skipped as far as they go; tomllib reports them.
     """
     depth = 0
     dots = 0
     line = 1
-    for match in _TOML_TOKENS.finditer(text):
-        token = match.group()
-        if token == "\n":
+    position = 0
+    size = len(text)
+    while (found := _TOML_SIGNIFICANT.search(text, position)) is not None:
+        char = found.group()
+        position = found.end()
+        if char == "\n":
             line += 1
             dots = 0
-        elif token == ".":
-            dots += 1
-            if dots >= MAX_DEPTH:
-                raise LintInputError(
-                    f"dotted keys of more than {MAX_DEPTH} parts", file=file, line=line
-                )
-        elif token in "[{":
+        elif char == "#":
+            newline = text.find("\n", position)
+            position = size if newline < 0 else newline
+        elif char == '"' and text.startswith('""', position):
+            inside = _TOML_MULTILINE_BASIC.match(text, position + 2)
+            assert inside is not None  # the pattern matches the empty string
+            line += inside.group().count("\n")
+            position = min(size, inside.end() + 3)
+        elif char == "'" and text.startswith("''", position):
+            close = text.find("'''", position + 2)
+            end = size if close < 0 else close + 3
+            line += text.count("\n", position, end)
+            position = end
+        elif char in "\"'":
+            inside = (_TOML_BASIC if char == '"' else _TOML_LITERAL).match(text, position)
+            assert inside is not None
+            position = inside.end() + (text.startswith(char, inside.end()))
+        elif char == ".":
+            before = text[position - 2] if position >= 2 else ""
+            after = text[position] if position < size else ""
+            if not (before.isdigit() and after.isdigit()):
+                dots += 1
+                if dots >= MAX_DEPTH:
+                    raise LintInputError(
+                        f"dotted keys of more than {MAX_DEPTH} parts", file=file, line=line
+                    )
+        elif char in "[{":
             depth += 1
             if depth > MAX_DEPTH:
                 raise LintInputError(
@@ -970,10 +997,8 @@ def _toml_depth_check(text: str, file: str) -> None:
                     file=file,
                     line=line,
                 )
-        elif token in "]}":
+        else:  # ] or }
             depth = max(0, depth - 1)
-        else:
-            line += token.count("\n")
 
 
 def _load_toml(path: Path, inputs: Inputs) -> tuple[dict[str, Any], str]:
