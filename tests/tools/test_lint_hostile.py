@@ -133,6 +133,11 @@ def _procfile_long_line(tmp: Path) -> dict[str, Any]:
     return {"uvicorn": _write(tmp / "Procfile", line), "max_file_size": 2 * MAX_COMMAND_LINE}
 
 
+def _dockerfile_deep_json(tmp: Path) -> dict[str, Any]:
+    line = 'FROM python\nCMD ["uvicorn", ' + "[" * 50_000 + "]" * 50_000 + "]\n"
+    return {"uvicorn": _write(tmp / "Dockerfile", line)}
+
+
 def _topology_outside_root(tmp: Path) -> dict[str, Any]:
     _write(tmp / "secret.conf", "TOPSECRET-WORD {\n")
     config = "[[hops]]\nnginx = '../secret.conf'\n"
@@ -209,6 +214,10 @@ def _nginx_deep_across_includes(tmp: Path) -> dict[str, Any]:
     return {"nginx": tmp / "part0.conf"}
 
 
+def _nginx_include_deep_wildcards(tmp: Path) -> dict[str, Any]:
+    return {"nginx": _write(tmp / "nginx.conf", "include " + "*/" * 1500 + "*;\n")}
+
+
 def _nginx_backlog_digits(tmp: Path) -> dict[str, Any]:
     text = "http { server { listen 80 backlog=" + "9" * 4000 + "; } }\n"
     return {"nginx": _write(tmp / "nginx.conf", text)}
@@ -264,6 +273,7 @@ CASES: list[tuple[str, Case, str, int | None]] = [
     ("procfile-50-mb", _procfile_50_mb, "larger than the 1 MiB limit", None),
     ("procfile-long-line", _procfile_long_line, "more than a command line can be", 1),
     ("procfile-is-fifo", _procfile_fifo, "it is a FIFO", None),
+    ("dockerfile-50k-nested-json", _dockerfile_deep_json, "arrays nested too deeply", 2),
     ("topology-config-outside-root", _topology_outside_root, "outside the configuration root", 1),
     ("hypercorn-keepalive-nan", _hypercorn_nan, "got nan", 1),
     ("hypercorn-backlog-inf", _hypercorn_backlog_inf, "out of range", 1),
@@ -278,6 +288,7 @@ CASES: list[tuple[str, Case, str, int | None]] = [
     ("nginx-config-is-directory", _nginx_directory, "it is a directory", None),
     ("nginx-include-loop", _nginx_include_loop, "an include loop", 1),
     ("nginx-include-fan-out", _nginx_fan_out, f"read more than {MAX_FILES} files", 2),
+    ("nginx-include-1500-wildcard-levels", _nginx_include_deep_wildcards, "directory levels", 1),
     ("nginx-backlog-4000-digits", _nginx_backlog_digits, "out of range", 1),
     ("source-100k-term-sum", _source_long_sum, "nested too deeply", 1),
     ("source-100k-attribute-chain", _source_attribute_chain, "nested too deeply", 2),

@@ -71,6 +71,9 @@ HYPERCORN_KEEPALIVE = 5.0
 HYPERCORN_BACKLOG = 100
 
 _MAX_INCLUDE_DEPTH = 16
+# Directory levels in an include pattern: Linux's PATH_MAX (4096) allows about 2000, and
+# glob recurses once per level with a wildcard; no real path has more than a few dozen.
+_MAX_INCLUDE_COMPONENTS = MAX_DEPTH
 # The longest command line read from a Procfile or Dockerfile: Linux's MAX_ARG_STRLEN, the
 # most one argument of execve() may have (32 pages), so a longer line cannot run anyway.
 # shlex splits about 2 MB/s; this keeps one line well under a second.
@@ -334,6 +337,14 @@ def _nginx_expand(
                 # Not even listed: a pattern such as /*/*/* would walk the whole disk.
                 _include_outside(directive, pattern, state)
                 continue
+            if full.count("/") > _MAX_INCLUDE_COMPONENTS:
+                # glob recurses once per directory level of a pattern with wildcards.
+                raise LintInputError(
+                    f"include {shown(pattern)}: more than {_MAX_INCLUDE_COMPONENTS} directory "
+                    "levels",
+                    file=directive.file,
+                    line=directive.line,
+                )
             try:
                 matches = sorted(glob.glob(full))
             except (OSError, ValueError) as exc:
@@ -699,6 +710,13 @@ def _command_from_file(path: Path, program: str, inputs: Inputs) -> tuple[list[s
             except json.JSONDecodeError as exc:
                 raise LintInputError(
                     f"invalid JSON command: {exc.msg}", file=str(path), line=number
+                ) from None
+            except RecursionError:  # json's decoder recurses per nested array
+                raise LintInputError(
+                    "invalid JSON command: arrays nested too deeply (a command is a flat "
+                    "array of strings)",
+                    file=str(path),
+                    line=number,
                 ) from None
             if isinstance(parsed, list) and all(isinstance(a, str) for a in parsed):
                 return [str(a) for a in parsed], number
