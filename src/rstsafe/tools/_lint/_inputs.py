@@ -25,7 +25,7 @@ import math
 import os
 import reprlib
 import stat
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from rstsafe.tools._lint._model import LintInputError
@@ -126,9 +126,11 @@ class _Budget:
     included_files: int = 0
 
 
-@dataclass(frozen=True, slots=True)
 class Inputs:
     """The reading context of one lint run: limits, what was read so far, and the root.
+
+    One object is made per :func:`rstsafe.lint` call; every reader it calls shares its
+    budget, so the total limit holds across files.
 
     Args:
         max_file_size: Bytes one file may have.
@@ -137,28 +139,31 @@ class Inputs:
             directory of the file given to lint (see :meth:`rooted_at`).
 
     Raises:
-        TypeError, ValueError: a limit is not a positive integer (the message names it).
+        TypeError, ValueError: a limit is not a positive integer, or ``include_root`` is
+            not a path (the message names it).
     """
 
-    max_file_size: int = DEFAULT_MAX_FILE_SIZE
-    max_total_size: int = DEFAULT_MAX_TOTAL_SIZE
-    include_root: str | os.PathLike[str] | None = None
-    _budget: _Budget = field(init=False, repr=False, compare=False)
+    __slots__ = ("_budget", "include_root")
 
-    def __post_init__(self) -> None:
-        for name in ("max_file_size", "max_total_size"):
-            value = getattr(self, name)
+    include_root: Path | None
+    """The resolved root, or None until a file given to lint fixes it."""
+
+    def __init__(
+        self,
+        *,
+        max_file_size: int = DEFAULT_MAX_FILE_SIZE,
+        max_total_size: int = DEFAULT_MAX_TOTAL_SIZE,
+        include_root: str | os.PathLike[str] | None = None,
+    ) -> None:
+        for name, value in (("max_file_size", max_file_size), ("max_total_size", max_total_size)):
             if isinstance(value, bool) or not isinstance(value, int):
                 raise TypeError(f"{name} must be an integer (bytes), got {type(value).__name__}")
             if value < 1:
                 raise ValueError(f"{name} must be >= 1 byte, got {value}")
-        if self.include_root is not None:
-            if not isinstance(self.include_root, str | os.PathLike):
-                raise TypeError(
-                    f"include_root must be a path, got {type(self.include_root).__name__}"
-                )
-            object.__setattr__(self, "include_root", Path(os.path.realpath(self.include_root)))
-        object.__setattr__(self, "_budget", _Budget(self.max_file_size, self.max_total_size))
+        if include_root is not None and not isinstance(include_root, str | os.PathLike):
+            raise TypeError(f"include_root must be a path, got {type(include_root).__name__}")
+        self._budget = _Budget(max_file_size, max_total_size)
+        self.include_root = None if include_root is None else Path(os.path.realpath(include_root))
 
     def rooted_at(self, path: Path) -> Inputs:
         """The same budget, with the root fixed: ``include_root``, else ``path``'s directory.
@@ -169,10 +174,8 @@ class Inputs:
         if self.include_root is not None:
             return self
         rooted = Inputs.__new__(Inputs)
-        object.__setattr__(rooted, "max_file_size", self.max_file_size)
-        object.__setattr__(rooted, "max_total_size", self.max_total_size)
-        object.__setattr__(rooted, "include_root", Path(os.path.realpath(path)).parent)
-        object.__setattr__(rooted, "_budget", self._budget)
+        rooted._budget = self._budget
+        rooted.include_root = Path(os.path.realpath(path)).parent
         return rooted
 
     @property
