@@ -168,6 +168,11 @@ def _topology_escaped_quotes(tmp: Path) -> dict[str, Any]:
     return {"topology": _write(tmp / "topology.toml", text)}
 
 
+def _topology_long_preset(tmp: Path) -> dict[str, Any]:
+    text = "[[hops]]\npreset = '" + "x" * 100_000 + "'\n"
+    return {"topology": _write(tmp / "topology.toml", text)}
+
+
 def _topology_deep_dotted_name(tmp: Path) -> dict[str, Any]:
     text = "[client]\nname" + ".a" * 50_000 + " = 1\n"
     return {"topology": _write(tmp / "topology.toml", text)}
@@ -280,6 +285,7 @@ CASES: list[tuple[str, Case, str, int | None]] = [
     ("topology-idle-400-digits", _topology_idle_digits, "integer of about 401 digits", 1),
     ("topology-max-requests-digits", _topology_max_requests_digits, "max_requests", 1),
     ("topology-escaped-quotes", _topology_escaped_quotes, "invalid TOML", 2),
+    ("topology-100k-preset-name", _topology_long_preset, "unknown preset 'xxx", 1),
     ("topology-50k-dotted-name", _topology_deep_dotted_name, "dotted keys of more than", 2),
     ("gunicorn-keepalive-1e999", _gunicorn_inf, "keepalive is out of range: inf", 1),
     ("gunicorn-backlog-1e999", _gunicorn_backlog_inf, "backlog is out of range: inf", 1),

@@ -155,7 +155,7 @@ def hop_from_preset(preset: str, *, name: str | None = None) -> Hop:
         hop = HOP_PRESETS[preset]
     except KeyError:
         known = ", ".join(sorted(HOP_PRESETS))
-        raise ValueError(f"unknown preset {preset!r}; known presets: {known}") from None
+        raise ValueError(f"unknown preset {shown(preset)}; known presets: {known}") from None
     return replace(hop, name=name or hop.name)
 
 
