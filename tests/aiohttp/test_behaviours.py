@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import aiohttp
 import anyio
@@ -59,10 +60,10 @@ def _closing(server: MisbehavingServer) -> bool:
     return any(r.closing_since is not None for r in server.connections)
 
 
-async def _send(session: aiohttp.ClientSession, method: str, url: str, **kwargs: object) -> int:
+async def _send(session: aiohttp.ClientSession, method: str, url: str, **kwargs: Any) -> int:
     """One request, body read; POSTs carry a small JSON body."""
     data = BODY if method == "POST" else None
-    async with session.request(method, url, data=data, **kwargs) as response:  # type: ignore[arg-type]
+    async with session.request(method, url, data=data, **kwargs) as response:
         await response.read()
         return response.status
 
@@ -148,7 +149,8 @@ async def test_keepalive_race_post_fails_once_then_the_learner_avoids_it(
 ) -> None:
     """Without header or config only the first POST meeting the race fails; then none do."""
     server = misbehaving_server(IdleCloseWithLag(idle=0.3, lag=1.2))
-    async with rstsafe.aiohttp.ClientSession() as session:
+    session = rstsafe.aiohttp.ClientSession()
+    async with session:
         assert await _send(session, "GET", server.url + "/first") == 200
         await asyncio.sleep(PAUSE)
         with pytest.raises(aiohttp.ClientOSError) as caught:
@@ -240,7 +242,8 @@ async def test_keepalive_race_with_configured_server_keepalive(
 async def test_keep_alive_header_sets_the_ttl(misbehaving_server: ServerFactory) -> None:
     """An honest ``Keep-Alive: timeout=1``: the TTL comes from it; reused below, fresh above."""
     server = misbehaving_server(AdvertiseKeepAlive(advertised=1.0, actual=1.0))
-    async with rstsafe.aiohttp.ClientSession() as session:
+    session = rstsafe.aiohttp.ClientSession()
+    async with session:
         for index, pause in enumerate((0.0, 1.2, 0.2, 1.2)):
             await asyncio.sleep(pause)
             method = "GET" if index % 2 == 0 else "POST"
