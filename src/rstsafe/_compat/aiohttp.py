@@ -4,16 +4,12 @@ Read from aiohttp 3.10.11 and 3.14.5 (the oldest and newest supported); each one
 exercised by ``tests/test_compat_aiohttp.py``, which fails loudly when aiohttp changes it.
 Everything else ``rstsafe.aiohttp`` uses is public: ``TCPConnector`` subclassing
 (``connect()``, ``close()``), ``Connection.protocol``/``add_callback()``/``close()``,
-client middlewares (aiohttp >= 3.12), ``ClientRequest.method``/``url``/``headers``/``body``
-and the payload classes of ``aiohttp.payload``.
+client middlewares (aiohttp >= 3.12), the session's request methods (``request``,
+``get`` ... overridden only to keep rstsafe's middleware when a request passes its own
+``middlewares=``), ``ClientRequest.method``/``url``/``headers``/``body`` and the payload
+classes of ``aiohttp.payload``.
 
-1. ``ClientSession._request``: every request method of a session (``request``, ``get``,
-   ``post`` ... and ``ws_connect``) runs one logical request through it, redirects and
-   aiohttp's own retry included. rstsafe overrides it to open a per-request scope (so
-   that its stale-connection budget holds across aiohttp's own retry, which calls the
-   middlewares again with a new ``ClientRequest``), and to keep its middleware in the
-   chain when a request passes its own ``middlewares=``.
-2. ``ResponseHandler.transport`` (a slot of ``aiohttp.base_protocol.BaseProtocol``): aiohttp's
+1. ``ResponseHandler.transport`` (a slot of ``aiohttp.base_protocol.BaseProtocol``): aiohttp's
    ``StreamWriter`` writes every request byte through ``protocol.transport``, looked up at
    each write (``StreamWriter._write`` and ``_writelines`` in 3.14; ``_write`` in 3.10), and
    refuses the write, before calling the transport, when ``transport.is_closing()``.
@@ -22,10 +18,10 @@ and the payload classes of ``aiohttp.payload``.
    trace signals (``on_request_headers_sent``, ``on_request_chunk_sent``) fire *before*
    a write and also when aiohttp then refuses it, so they cannot prove "not sent", and
    they make every request pay for the tracing machinery.
-3. ``ResponseHandler.closed`` (aiohttp >= 3.11; absent in 3.10, where the learning it
+2. ``ResponseHandler.closed`` (aiohttp >= 3.11; absent in 3.10, where the learning it
    feeds is skipped): a future completed when the connection is lost, used to learn
    from a server closing an idle connection.
-4. ``ClientSession.__init_subclass__`` warns (``DeprecationWarning``) about subclassing, and
+3. ``ClientSession.__init_subclass__`` warns (``DeprecationWarning``) about subclassing, and
    in debug mode ``ClientSession.__setattr__`` warns about attributes missing from
    ``ClientSession.ATTRS``: rstsafe's subclass is created with that warning silenced and
    adds its one attribute to ``ATTRS``.
@@ -35,7 +31,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import warnings
 from collections.abc import Iterator
 from typing import Any
@@ -83,17 +78,17 @@ def quiet_subclassing() -> Iterator[None]:
 
 
 def transport_of(protocol: Any) -> Any:
-    """The transport aiohttp writes a connection's requests through (touch point 2)."""
+    """The transport aiohttp writes a connection's requests through (touch point 1)."""
     return protocol.transport
 
 
 def set_transport(protocol: Any, transport: Any) -> None:
-    """Put ``transport`` where aiohttp's writer looks for it (touch point 2)."""
+    """Put ``transport`` where aiohttp's writer looks for it (touch point 1)."""
     protocol.transport = transport
 
 
 def closed_future(protocol: Any) -> asyncio.Future[None] | None:
-    """The future completed when the connection is lost, or None (touch point 3)."""
+    """The future completed when the connection is lost, or None (touch point 2)."""
     closed = getattr(type(protocol), "closed", None)
     if not isinstance(closed, property):
         return None  # aiohttp 3.10: no such future
@@ -104,9 +99,6 @@ def closed_future(protocol: Any) -> asyncio.Future[None] | None:
 def check() -> None:
     """Fail loudly, naming the aiohttp version, when a touch point is gone."""
     problems = []
-    request = getattr(aiohttp.ClientSession, "_request", None)
-    if request is None or not inspect.iscoroutinefunction(request):
-        problems.append("ClientSession._request is not a coroutine function")
     if "transport" not in getattr(BaseProtocol, "__slots__", ()):
         problems.append("BaseProtocol has no 'transport' slot")
     if not issubclass(ResponseHandler, BaseProtocol):

@@ -12,14 +12,14 @@ How it hooks into aiohttp (public extension points unless noted; the rest is in
   pass it; by default it is set to an hour, a backstop behind rstsafe's sweeper.
 * A new connection's transport is replaced by :class:`_Tracked`, a proxy that counts the
   bytes written in the current attempt and carries the connection's
-  :class:`~rstsafe._core.attempts.ConnectionLife` (touch point 2 of ``_compat``). aiohttp
+  :class:`~rstsafe._core.attempts.ConnectionLife` (touch point 1 of ``_compat``). aiohttp
   refuses a write, before the transport sees it, when the transport is closing: zero
   bytes counted at a failure proves the request never reached the kernel. This is what
   lets rstsafe resend even a POST after aiohttp's "Can not write request body".
 * ``Connection.add_callback()`` tells when a response is done with its connection (read
   to the end, or closed): the idle clock starts then.
 * A connection the server closes while idle teaches the origin's keep-alive state an
-  upper bound (``ResponseHandler.closed``, touch point 3, aiohttp >= 3.11).
+  upper bound (``ResponseHandler.closed``, touch point 2, aiohttp >= 3.11).
 * A sweeper closes idle connections past their expiry, once a second while there are
   any, so that connections a middlebox dropped silently do not stay open.
 
@@ -40,7 +40,7 @@ import aiohttp
 from aiohttp import payload
 from aiohttp.client_reqrep import ClientRequest
 
-from rstsafe._compat.aiohttp import closed_future, set_transport, transport_of
+from rstsafe._compat.aiohttp import closed_future, set_transport
 from rstsafe._core.attempts import ConnectionLife
 from rstsafe._core.classify import ConnectionFacts, Origin
 from rstsafe._core.clock import Clock, MonotonicClock
@@ -129,17 +129,17 @@ def _replayable_payload(body: object) -> bool:
 
 
 class _Attempt:
-    """One attempt of one request: its origin, and the connection it got."""
+    """One attempt of one request, and the connection it got (set by ``connect()``)."""
 
-    __slots__ = ("_may_probe", "idle", "origin", "request", "retry", "reused", "tracked")
+    __slots__ = ("_may_probe", "idle", "request", "retry", "served", "started", "tracked")
 
-    def __init__(self, origin: Origin, request: ClientRequest, *, retry: bool) -> None:
-        self.origin = origin
+    def __init__(self, request: ClientRequest, retry: bool) -> None:
         self.request = request
         self.retry = retry  # a retry after a stale connection: no probing
         self.tracked: _Tracked | None = None
-        self.reused = False
+        self.served = 0  # requests the connection had served before this attempt
         self.idle = 0.0
+        self.started: float | None = None
         self._may_probe: bool | None = None
 
     def may_probe(self, policy: RetryPolicy) -> bool:
@@ -154,20 +154,20 @@ class _Attempt:
             )
         return answer
 
-    def facts(self) -> ConnectionFacts:
+    def facts(self, origin: Origin) -> ConnectionFacts:
         """The facts of this attempt (response bytes are not counted: unknown)."""
         tracked = self.tracked
-        if tracked is None:  # failed before a connection was handed out
-            return ConnectionFacts(origin=self.origin)
+        if tracked is None or self.started is None:  # failed before getting a connection
+            return ConnectionFacts(origin=origin)
         life = tracked.life
-        facts = life.facts()
+        reused = self.served > 0
         return ConnectionFacts(
-            origin=facts.origin,
-            reused=facts.reused,
-            idle_seconds=facts.idle_seconds,
-            requests_served=facts.requests_served,
-            age_seconds=facts.age_seconds,
-            bytes_sent=facts.bytes_sent,
+            origin=life.origin,
+            reused=reused,
+            idle_seconds=self.idle if reused else 0.0,
+            requests_served=self.served,
+            age_seconds=max(0.0, self.started - life.created_at),
+            bytes_sent=life.bytes_sent,
             bytes_received=None,
         )
 
@@ -278,7 +278,7 @@ class Shared:
         """Close idle connections that no request may use any more."""
         self.sweep_handle = None
         for tracked in list(self.idle):
-            if tracked.closed_locally or tracked.inner.is_closing():
+            if tracked.in_use or tracked.closed_locally or tracked.inner.is_closing():
                 self.idle.discard(tracked)
             elif tracked.expiry_reason(probe=True) is not None:
                 self.idle.discard(tracked)
@@ -301,24 +301,39 @@ class _Tracked:
     Only ``write``/``writelines`` do anything besides delegating: they add to
     ``life.bytes_sent`` before the write (a write that fails may still have sent part of
     it). ``close``/``abort`` mark the connection as closed by the client, so that its
-    loss teaches nothing about the server.
+    loss teaches nothing about the server. Methods aiohttp calls on every request are
+    the real transport's bound methods, stored on the instance; anything else is
+    delegated by ``__getattr__``.
     """
 
     __slots__ = (
-        "__weakref__",
         "closed_locally",
         "epoch",
+        "get_extra_info",
+        "get_write_buffer_size",
         "in_use",
         "inner",
+        "is_closing",
+        "is_reading",
         "keepalive",
         "life",
+        "pause_reading",
         "protocol",
         "recheck_at",
+        "resume_reading",
         "shared",
     )
 
     def __init__(self, inner: Any, shared: Shared, origin: Origin, protocol: Any) -> None:
         self.inner = inner
+        # The transport methods aiohttp calls on every request, bound to the real
+        # transport: no proxy frame in between.
+        self.is_closing = inner.is_closing
+        self.get_extra_info = inner.get_extra_info
+        self.pause_reading = inner.pause_reading
+        self.resume_reading = inner.resume_reading
+        self.is_reading = inner.is_reading
+        self.get_write_buffer_size = inner.get_write_buffer_size
         self.shared = shared
         self.protocol = protocol
         self.life = ConnectionLife(origin, clock=shared.clock)
@@ -341,9 +356,6 @@ class _Tracked:
         self.life.bytes_sent += sum(len(chunk) for chunk in chunks)
         self.inner.writelines(chunks)
 
-    def is_closing(self) -> bool:
-        return bool(self.inner.is_closing())
-
     def close(self) -> None:
         self.closed_locally = True
         self.inner.close()
@@ -351,21 +363,6 @@ class _Tracked:
     def abort(self) -> None:
         self.closed_locally = True
         self.inner.abort()
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return self.inner.get_extra_info(name, default)
-
-    def pause_reading(self) -> None:
-        self.inner.pause_reading()
-
-    def resume_reading(self) -> None:
-        self.inner.resume_reading()
-
-    def is_reading(self) -> bool:
-        return bool(self.inner.is_reading())
-
-    def get_write_buffer_size(self) -> int:
-        return int(self.inner.get_write_buffer_size())
 
     def __getattr__(self, name: str) -> Any:  # the rest of the transport interface
         return getattr(self.inner, name)
@@ -420,6 +417,7 @@ class _Tracked:
 
     def close_expired(self) -> None:
         """Close this idle connection, expired by rstsafe's rules (still open: say so)."""
+        self.in_use = False
         if not self.inner.is_closing() and self.life.requests_served:
             self.keepalive.observe_open(self.life.idle_seconds())
         self.protocol.close()
@@ -429,11 +427,16 @@ class _Tracked:
         if not self.in_use:
             return
         self.in_use = False
-        self.life.finish_request()
         shared = self.shared
+        life = self.life
+        # ConnectionLife.finish_request(), the header-less case, inlined (the Keep-Alive
+        # header's max= is applied by the session, which sees the response).
+        life.requests_served += 1
+        life.last_used_at = shared.now()
         if not self.closed_locally and shared.sweeping:
             shared.idle.add(self)
-            shared.schedule_sweep()
+            if shared.sweep_handle is None:
+                shared.schedule_sweep()
 
     def lost(self, future: asyncio.Future[None]) -> None:
         """The connection is gone; if the server closed it while idle, learn from it."""
@@ -509,30 +512,35 @@ class TCPConnector(aiohttp.TCPConnector):
             protocol = conn.protocol
             if protocol is None:  # pragma: no cover - aiohttp always gives one
                 return conn
-            tracked = transport_of(protocol)
-            if type(tracked) is _Tracked:
-                shared.idle.discard(tracked)
-                if tracked.expired(attempt):
-                    tracked.in_use = False
+            # Touch point 1 of rstsafe._compat.aiohttp (read directly: every reuse asks).
+            current: Any = protocol.transport
+            now = shared.now()
+            if type(current) is _Tracked:
+                tracked: _Tracked = current
+                # _Tracked.expired()'s fast path, inlined: every reuse asks.
+                if (tracked.epoch != shared.epoch or now >= tracked.recheck_at) and tracked.expired(
+                    attempt
+                ):
                     tracked.close_expired()
                     conn.close()
                     continue
                 tracked.in_use = True
-            elif tracked is None:  # pragma: no cover - lost between the pool and here
+            elif current is None:  # pragma: no cover - lost between the pool and here
                 return conn
             else:
-                origin = attempt.origin if attempt is not None else shared.origin_of(req.url)
-                tracked = _Tracked(tracked, shared, origin, protocol)
+                origin = shared.origin_of(req.url)
+                tracked = _Tracked(current, shared, origin, protocol)
                 set_transport(protocol, tracked)
                 closed = closed_future(protocol)
                 if closed is not None:
                     closed.add_done_callback(tracked.lost)
             life = tracked.life
-            life.begin_attempt()
+            life.bytes_sent = 0  # a new attempt on this connection
             if attempt is not None:
                 attempt.tracked = tracked
-                attempt.reused = life.requests_served > 0
-                attempt.idle = life.idle_seconds() if attempt.reused else 0.0
+                attempt.started = now
+                attempt.served = life.requests_served
+                attempt.idle = now - life.last_used_at
             conn.add_callback(tracked.released)
             return conn
 

@@ -47,91 +47,132 @@ __all__ = ("ClientSession",)
 _Handler = Callable[[ClientRequest], Awaitable[ClientResponse]]
 
 
-class _Logical:
-    """One ``ClientSession._request`` call: one logical request, aiohttp's retry included."""
+# aiohttp's own retry (ClientSession._request): once, for these methods, after
+# ClientOSError or ServerDisconnectedError (aiohttp.client.IDEMPOTENT_METHODS).
+_AIOHTTP_RETRIES = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 
-    __slots__ = ("attempts", "key")
-
-    def __init__(self) -> None:
-        self.key: tuple[str, object] | None = None
-        self.attempts: RequestAttempts | None = None
-
-
-_LOGICAL: contextvars.ContextVar[_Logical | None] = contextvars.ContextVar(
-    "rstsafe_aiohttp_request", default=None
+# When rstsafe gives up on a request that aiohttp will resend (see above), the
+# request's attempts are carried to the middleware's next call in the same task, which
+# is aiohttp's resend: rstsafe's budget holds across it. The next call takes the carry
+# whatever it is; only the same method and URL continue it (a caller resending the
+# same request at once continues it too, which only ever means fewer retries).
+_CARRY: contextvars.ContextVar[tuple[str, object, RequestAttempts] | None] = contextvars.ContextVar(
+    "rstsafe_aiohttp_carry", default=None
 )
 
 
 def _attempts_for(
-    shared: Shared, request: ClientRequest, attempt: _Attempt, started_at: float
+    shared: Shared,
+    request: ClientRequest,
+    started_at: float,
+    carry: tuple[str, object, RequestAttempts] | None,
 ) -> RequestAttempts:
-    """The attempts of this hop, shared with aiohttp's own retry of it (same method, URL)."""
-    logical = _LOGICAL.get()
-    key = (request.method, request.url)
-    if logical is not None and logical.key == key and logical.attempts is not None:
-        return logical.attempts
+    """The attempts of this request, continued from aiohttp's resend of it if any."""
+    if carry is not None and carry[0] == request.method and carry[1] == request.url:
+        return carry[2]
     policy = shared.policy
-    attempts = RequestAttempts(
+    return RequestAttempts(
         policy=policy,
         replay=replayability(
             request.method, request.headers, body_info(request), rules=policy.rules
         ),
-        keepalive=shared.state(attempt.origin),
+        keepalive=shared.state(shared.origin_of(request.url)),
         clock=shared.clock,
         started_at=started_at,
     )
-    if logical is not None:
-        logical.key, logical.attempts = key, attempts
-    return attempts
+
+
+def _failed(
+    shared: Shared,
+    request: ClientRequest,
+    attempt: _Attempt,
+    attempts: RequestAttempts,
+    exc: BaseException,
+) -> bool:
+    """Learn from a failed attempt; True to resend now, False to let ``exc`` through.
+
+    Raises rstsafe's error instead when rstsafe acted on the request: it met a stale
+    reused connection, or rstsafe resent it before.
+    """
+    origin = shared.origin_of(request.url)
+    decision = attempts.failed(exc, attempt.facts(origin))
+    failure = attempts.last_failure
+    assert failure is not None
+    if failure.stale:
+        shared.epoch += 1  # the learned TTL may have shortened
+    if decision.retry:
+        tracked = attempt.tracked
+        if decision.fresh_connection and tracked is not None:
+            shared.expire_idle(origin, tracked.life.last_used_at)
+        return True
+    if not (failure.stale or attempts.history.stale_retries_used):
+        return False  # not rstsafe's to act on: aiohttp's exception, unchanged
+    message = describe_failure(
+        failure, history=attempts.history, keepalive=shared.state(origin).describe()
+    )
+    error = build_error(exc, failure, attempts.history, message)
+    if error is None:
+        return False
+    if request.method in _AIOHTTP_RETRIES and isinstance(
+        error, (aiohttp.ClientOSError, aiohttp.ServerDisconnectedError)
+    ):
+        _CARRY.set((request.method, request.url, attempts))
+    raise error from exc
+
+
+def _saw_keep_alive(
+    shared: Shared, request: ClientRequest, attempt: _Attempt, keep_alive: str, status: int
+) -> None:
+    """A response with ``Keep-Alive``: the origin's TTL and the connection's ``max=``."""
+    tracked = attempt.tracked
+    assert tracked is not None
+    origin = tracked.life.origin
+    assert origin is not None
+    attempts = _attempts_for(shared, request, attempt.started or shared.now(), None)
+    attempts.succeeded(attempt.facts(origin), status=status, keep_alive=keep_alive)
+    shared.saw_header(origin, keep_alive)
+    announced = parse_keep_alive(keep_alive).max
+    if announced is not None:
+        tracked.life.requests_remaining = announced
+        tracked.recheck_at = float("-inf")
 
 
 def _middleware(shared: Shared) -> Callable[[ClientRequest, _Handler], Awaitable[ClientResponse]]:
-    """The innermost client middleware: one request's attempts, retried when safe."""
+    """The innermost client middleware: one request's attempts, resent when safe."""
+    ok_idle = shared.ok_idle
 
     async def rstsafe_middleware(request: ClientRequest, handler: _Handler) -> ClientResponse:
-        origin = shared.origin_of(request.url)
-        started_at = shared.now()
+        carry = _CARRY.get()
+        if carry is not None:
+            _CARRY.set(None)
         attempts: RequestAttempts | None = None
         retry = False
         while True:
-            attempt = _Attempt(origin, request, retry=retry)
+            attempt = _Attempt(request, retry)
             token = CURRENT_ATTEMPT.set(attempt)
             try:
                 response = await handler(request)
             except (aiohttp.ClientError, OSError) as exc:
                 if attempts is None:
-                    attempts = _attempts_for(shared, request, attempt, started_at)
-                decision = attempts.failed(exc, attempt.facts())
-                failure = attempts.last_failure
-                assert failure is not None
-                if failure.stale:
-                    shared.epoch += 1  # the learned TTL may have shortened
-                if not decision.retry:
-                    if failure.stale or attempts.history.stale_retries_used:
-                        message = describe_failure(
-                            failure,
-                            history=attempts.history,
-                            keepalive=shared.state(origin).describe(),
-                        )
-                        error = build_error(exc, failure, attempts.history, message)
-                        if error is not None:
-                            raise error from exc
-                    raise  # not rstsafe's to act on: aiohttp's exception, unchanged
-                tracked = attempt.tracked
-                if decision.fresh_connection and tracked is not None:
-                    shared.expire_idle(origin, tracked.life.last_used_at)
+                    attempts = _attempts_for(
+                        shared, request, attempt.started or shared.now(), carry
+                    )
+                if not _failed(shared, request, attempt, attempts, exc):
+                    raise
                 retry = True
                 continue
             finally:
                 CURRENT_ATTEMPT.reset(token)
-            _responded(
-                shared,
-                request=request,
-                attempt=attempt,
-                response=response,
-                attempts=attempts,
-                started_at=started_at,
-            )
+            tracked = attempt.tracked
+            if tracked is not None:
+                if attempt.served:  # a reuse that worked: a lower bound (see Shared.reused_ok)
+                    origin = tracked.life.origin
+                    seen = ok_idle.get(origin)  # type: ignore[arg-type]
+                    if seen is None or seen[0] != shared.epoch or attempt.idle > seen[1]:
+                        shared.reused_ok(origin, attempt.idle)  # type: ignore[arg-type]
+                keep_alive = response.headers.get("Keep-Alive")
+                if keep_alive is not None:
+                    _saw_keep_alive(shared, request, attempt, keep_alive, response.status)
             return response
 
     return rstsafe_middleware
@@ -144,32 +185,12 @@ def _middleware_of(shared: Shared) -> Any:
     return shared.middleware
 
 
-def _responded(
-    shared: Shared,
-    *,
-    request: ClientRequest,
-    attempt: _Attempt,
-    response: ClientResponse,
-    attempts: RequestAttempts | None,
-    started_at: float,
-) -> None:
-    """Learn from a response: a successful reuse, the ``Keep-Alive`` header."""
-    tracked = attempt.tracked
-    if tracked is None:
-        return
-    if attempt.reused:
-        shared.reused_ok(attempt.origin, attempt.idle)
-    keep_alive = response.headers.get("Keep-Alive")
-    if keep_alive is None:
-        return
-    if attempts is None:
-        attempts = _attempts_for(shared, request, attempt, started_at)
-    attempts.succeeded(attempt.facts(), status=response.status, keep_alive=keep_alive)
-    shared.saw_header(attempt.origin, keep_alive)
-    announced = parse_keep_alive(keep_alive).max
-    if announced is not None:
-        tracked.life.requests_remaining = announced
-        tracked.recheck_at = float("-inf")
+def _with_ours(shared: Shared, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """A request's own ``middlewares=`` replaces the session's: keep rstsafe's, last."""
+    given = kwargs.get("middlewares")
+    if given is not None and HAS_MIDDLEWARES:
+        kwargs["middlewares"] = (*given, _middleware_of(shared))
+    return kwargs
 
 
 with quiet_subclassing():
@@ -245,14 +266,53 @@ with quiet_subclassing():
             """The retry policy."""
             return self._rstsafe.policy
 
-        async def _request(self, method: str, str_or_url: Any, **kwargs: Any) -> ClientResponse:
-            # One logical request (touch point 1 of rstsafe._compat.aiohttp). A request
-            # passing its own middlewares= replaces the session's: rstsafe's stays last.
-            given = kwargs.get("middlewares")
-            if given is not None and HAS_MIDDLEWARES:
-                kwargs["middlewares"] = (*given, _middleware_of(self._rstsafe))
-            token = _LOGICAL.set(_Logical())
-            try:
-                return await super()._request(method, str_or_url, **kwargs)
-            finally:
-                _LOGICAL.reset(token)
+        # A request passing its own middlewares= replaces the session's (aiohttp's rule):
+        # these keep rstsafe's, last. Plain forwarding otherwise (no extra await layer).
+
+        def request(self, method: str, url: Any, **kwargs: Any) -> Any:
+            """As ``aiohttp.ClientSession.request``."""
+            if "middlewares" in kwargs:
+                _with_ours(self._rstsafe, kwargs)
+            return aiohttp.ClientSession.request(self, method, url, **kwargs)
+
+        def get(self, url: Any, **kwargs: Any) -> Any:
+            """As ``aiohttp.ClientSession.get``."""
+            if "middlewares" in kwargs:
+                _with_ours(self._rstsafe, kwargs)
+            return aiohttp.ClientSession.get(self, url, **kwargs)
+
+        def options(self, url: Any, **kwargs: Any) -> Any:
+            """As ``aiohttp.ClientSession.options``."""
+            if "middlewares" in kwargs:
+                _with_ours(self._rstsafe, kwargs)
+            return aiohttp.ClientSession.options(self, url, **kwargs)
+
+        def head(self, url: Any, **kwargs: Any) -> Any:
+            """As ``aiohttp.ClientSession.head``."""
+            if "middlewares" in kwargs:
+                _with_ours(self._rstsafe, kwargs)
+            return aiohttp.ClientSession.head(self, url, **kwargs)
+
+        def post(self, url: Any, **kwargs: Any) -> Any:
+            """As ``aiohttp.ClientSession.post``."""
+            if "middlewares" in kwargs:
+                _with_ours(self._rstsafe, kwargs)
+            return aiohttp.ClientSession.post(self, url, **kwargs)
+
+        def put(self, url: Any, **kwargs: Any) -> Any:
+            """As ``aiohttp.ClientSession.put``."""
+            if "middlewares" in kwargs:
+                _with_ours(self._rstsafe, kwargs)
+            return aiohttp.ClientSession.put(self, url, **kwargs)
+
+        def patch(self, url: Any, **kwargs: Any) -> Any:
+            """As ``aiohttp.ClientSession.patch``."""
+            if "middlewares" in kwargs:
+                _with_ours(self._rstsafe, kwargs)
+            return aiohttp.ClientSession.patch(self, url, **kwargs)
+
+        def delete(self, url: Any, **kwargs: Any) -> Any:
+            """As ``aiohttp.ClientSession.delete``."""
+            if "middlewares" in kwargs:
+                _with_ours(self._rstsafe, kwargs)
+            return aiohttp.ClientSession.delete(self, url, **kwargs)
