@@ -225,7 +225,6 @@ async def test_streamed_body_is_never_replayed(misbehaving_server: ServerFactory
     assert len(server.connections) == 1  # neither rstsafe nor aiohttp opened another
 
 
-@pytest.mark.usefixtures("retries_available")
 async def test_keepalive_race_with_configured_server_keepalive(
     misbehaving_server: ServerFactory,
 ) -> None:
@@ -255,7 +254,6 @@ async def test_keep_alive_header_sets_the_ttl(misbehaving_server: ServerFactory)
     assert len(server.connections) == 3
 
 
-@pytest.mark.usefixtures("retries_available")
 async def test_lying_keep_alive_header_is_survived(misbehaving_server: ServerFactory) -> None:
     """A header promising 5 s on a server closing after 0.3 s: no error (the FIN is seen)."""
     server = misbehaving_server(AdvertiseKeepAlive(advertised=5.0, actual=0.3))
@@ -428,8 +426,7 @@ async def test_refused_is_aiohttps(misbehaving_server: ServerFactory) -> None:
     assert isinstance(caught.value.os_error, ConnectionRefusedError)
 
 
-@pytest.mark.usefixtures("retries_available")
-async def test_max_requests_and_lifetime_close_connections(
+async def test_max_requests_close_connections(
     misbehaving_server: ServerFactory,
 ) -> None:
     """``max_requests=2``: five sequential requests need three connections, no errors."""
