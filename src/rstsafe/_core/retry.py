@@ -39,6 +39,7 @@ import tenacity
 from tenacity import retry_base
 from tenacity.wait import wait_base
 
+from rstsafe._core.budget import DEFAULT_RETRY_BUDGET, RetryBudget
 from rstsafe._core.classify import _STALE_KINDS, ConnectionFacts, Failure, FailureKind, classify
 from rstsafe._core.clock import jittered
 from rstsafe._core.idempotency import (
@@ -245,6 +246,10 @@ class RetryPolicy:
             exceed this many seconds (stamina's ``timeout``); None for no limit. Needs the
             driver to pass ``elapsed``.
         rules: Which requests are idempotent (used by the tenacity helpers).
+        budget: The per-origin retry budget every retry but the first immediate retry
+            after a stale reused connection draws from (:class:`rstsafe.RetryBudget`:
+            20 % of requests plus 10 per second, over 10 s); None for no budget. Applied
+            by the adapters' drivers, which keep one budget state per origin.
     """
 
     retries: int = 3
@@ -258,8 +263,13 @@ class RetryPolicy:
     max_retry_after: float = 60.0
     timeout: float | None = None
     rules: IdempotencyRules = DEFAULT_IDEMPOTENCY_RULES
+    budget: RetryBudget | None = DEFAULT_RETRY_BUDGET
 
     def __post_init__(self) -> None:
+        if self.budget is not None and not isinstance(self.budget, RetryBudget):
+            raise TypeError(
+                f"budget must be a rstsafe.RetryBudget or None, got {type(self.budget).__name__}"
+            )
         _int_at_least("retries", self.retries, 0)
         _int_at_least("max_stale_retries", self.max_stale_retries, 0)
         _seconds("wait_initial", self.wait_initial)
