@@ -18,6 +18,7 @@ import anyio
 import pytest
 
 import rstsafe
+import rstsafe._compat.aiohttp
 import rstsafe.aiohttp
 from rstsafe import FailureKind, KeepAlive, RetryPolicy, TTLSource
 from rstsafe.testing import (
@@ -469,3 +470,22 @@ async def test_connector_alone_under_a_plain_session(misbehaving_server: ServerF
         assert await _paced(session, server.url, 4, PAUSE) == [200] * 4
     assert all(server.executions(path=f"/r/{i}") == 1 for i in range(4))
     assert len(server.connections) == 4
+
+
+@pytest.mark.skipif(
+    rstsafe._compat.aiohttp.closed_future is None
+    or not hasattr(aiohttp.client_proto.ResponseHandler, "closed"),
+    reason="aiohttp 3.10 has no ResponseHandler.closed to learn from",
+)
+async def test_a_close_seen_while_idle_teaches_the_ttl(misbehaving_server: ServerFactory) -> None:
+    """The server closing an idle connection (FIN) after 0.3 s shortens the TTL below it."""
+    server = misbehaving_server(Healthy(keepalive=0.3))
+    session = rstsafe.aiohttp.ClientSession()
+    async with session:
+        assert await _send(session, "GET", server.url + "/a") == 200
+        await _wait(server, lambda s: all(r.ended_at is not None for r in s.connections))
+        await asyncio.sleep(0.05)  # the loop reads the FIN
+        state = session.keepalive_registry.for_origin(next(iter(session.keepalive_registry)))
+        ttl = state.idle_ttl()
+        assert ttl.source is TTLSource.LEARNED
+        assert ttl.seconds < 0.3
