@@ -473,8 +473,7 @@ async def test_connector_alone_under_a_plain_session(misbehaving_server: ServerF
 
 
 @pytest.mark.skipif(
-    rstsafe._compat.aiohttp.closed_future is None
-    or not hasattr(aiohttp.client_proto.ResponseHandler, "closed"),
+    rstsafe._compat.aiohttp.AIOHTTP_VERSION < (3, 11),
     reason="aiohttp 3.10 has no ResponseHandler.closed to learn from",
 )
 async def test_a_close_seen_while_idle_teaches_the_ttl(misbehaving_server: ServerFactory) -> None:
