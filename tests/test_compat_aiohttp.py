@@ -131,11 +131,11 @@ async def test_a_write_on_a_closing_transport_is_refused_before_the_transport(
         await connector.close()
 
 
-async def test_closed_future_exists_from_311() -> None:
-    """Touch point 2: ``ResponseHandler.closed`` is a future from aiohttp 3.11 on."""
+async def test_closed_future_exists_from_312() -> None:
+    """Touch point 2: ``ResponseHandler.closed`` is a future from aiohttp 3.12 on."""
     protocol = aiohttp.client_proto.ResponseHandler(asyncio.get_running_loop())
     future = compat.closed_future(protocol)
-    if compat.AIOHTTP_VERSION >= (3, 11):
+    if compat.AIOHTTP_VERSION >= (3, 12):
         assert isinstance(future, asyncio.Future)
         protocol.connection_lost(None)
         assert future.done()

@@ -473,8 +473,8 @@ async def test_connector_alone_under_a_plain_session(misbehaving_server: ServerF
 
 
 @pytest.mark.skipif(
-    rstsafe._compat.aiohttp.AIOHTTP_VERSION < (3, 11),
-    reason="aiohttp 3.10 has no ResponseHandler.closed to learn from",
+    rstsafe._compat.aiohttp.AIOHTTP_VERSION < (3, 12),
+    reason="aiohttp < 3.12 has no ResponseHandler.closed to learn from",
 )
 async def test_a_close_seen_while_idle_teaches_the_ttl(misbehaving_server: ServerFactory) -> None:
     """The server closing an idle connection (FIN) after 0.3 s shortens the TTL below it."""

@@ -18,7 +18,7 @@ classes of ``aiohttp.payload``.
    trace signals (``on_request_headers_sent``, ``on_request_chunk_sent``) fire *before*
    a write and also when aiohttp then refuses it, so they cannot prove "not sent", and
    they make every request pay for the tracing machinery.
-2. ``ResponseHandler.closed`` (aiohttp >= 3.11; absent in 3.10, where the learning it
+2. ``ResponseHandler.closed`` (aiohttp >= 3.12; absent in 3.10 and 3.11, where the learning it
    feeds is skipped): a future completed when the connection is lost, used to learn
    from a server closing an idle connection.
 3. ``ClientSession.__init_subclass__`` warns (``DeprecationWarning``) about subclassing, and

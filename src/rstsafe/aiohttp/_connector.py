@@ -19,7 +19,7 @@ How it hooks into aiohttp (public extension points unless noted; the rest is in
 * ``Connection.add_callback()`` tells when a response is done with its connection (read
   to the end, or closed): the idle clock starts then.
 * A connection the server closes while idle teaches the origin's keep-alive state an
-  upper bound (``ResponseHandler.closed``, touch point 2, aiohttp >= 3.11).
+  upper bound (``ResponseHandler.closed``, touch point 2, aiohttp >= 3.12).
 * A sweeper closes idle connections past their expiry, once a second while there are
   any, so that connections a middlebox dropped silently do not stay open.
 
