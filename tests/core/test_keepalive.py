@@ -98,7 +98,6 @@ def test_observe_header_never_raises(value: str) -> None:
         ("jitter", 1.0),
         ("max_lifetime", 0.0),
         ("max_requests", 0),
-        ("max_requests", True),
         ("learn_memory", -1.0),
     ],
 )

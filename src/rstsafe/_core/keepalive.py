@@ -129,15 +129,20 @@ class TTLSource(enum.Enum):
     """Nothing known: ``KeepAlive.default_idle_ttl``."""
 
 
-def _finite_non_negative(name: str, value: float | None, *, allow_none: bool = True) -> None:
+def _finite_non_negative(
+    name: str, value: float | None, *, allow_none: bool = True, allow_zero: bool = True
+) -> None:
+    """Check a duration or fraction: TypeError for a non-number, ValueError for a bad value."""
     if value is None:
         if not allow_none:
-            raise ValueError(f"{name} must be a number, got None")
+            raise TypeError(f"{name} must be a number, got None")
         return
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{name} must be a number, got {value!r}")
+        raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}")
     if math.isnan(value) or math.isinf(value) or value < 0:
         raise ValueError(f"{name} must be finite and >= 0, got {value!r}")
+    if not allow_zero and value == 0:
+        raise ValueError(f"{name} must be > 0{' or None' if allow_none else ''}, got {value!r}")
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -185,8 +190,16 @@ class KeepAlive:
     witness: bool = True
 
     def __post_init__(self) -> None:
-        _finite_non_negative("server_keepalive", self.server_keepalive)
-        _finite_non_negative("default_idle_ttl", self.default_idle_ttl, allow_none=False)
+        # A server keep-alive of 0 is a server that keeps nothing alive: it answers
+        # ``Connection: close``, which rstsafe honours without being told. Configuring it
+        # would only give a TTL of 0, so it is rejected as a likely mistake.
+        _finite_non_negative("server_keepalive", self.server_keepalive, allow_zero=False)
+        # A default TTL of 0 would never reuse a connection to an unknown server, and so
+        # never learn anything about it: rejected (use max_requests=1 for no reuse).
+        _finite_non_negative(
+            "default_idle_ttl", self.default_idle_ttl, allow_none=False, allow_zero=False
+        )
+        # Zero margins and zero jitter have a meaning: no safety margin, no jitter.
         _finite_non_negative("margin", self.margin, allow_none=False)
         _finite_non_negative("margin_fraction", self.margin_fraction, allow_none=False)
         if self.margin_fraction >= 1.0:
@@ -194,16 +207,21 @@ class KeepAlive:
         _finite_non_negative("jitter", self.jitter, allow_none=False)
         if self.jitter >= 1.0:
             raise ValueError(f"jitter must be < 1, got {self.jitter!r}")
-        _finite_non_negative("max_lifetime", self.max_lifetime)
-        _finite_non_negative("learn_memory", self.learn_memory)
-        if self.max_lifetime is not None and self.max_lifetime == 0:
-            raise ValueError("max_lifetime must be > 0 or None, got 0")
-        if self.max_requests is not None and (
-            isinstance(self.max_requests, bool)
-            or not isinstance(self.max_requests, int)
-            or self.max_requests < 1
-        ):
-            raise ValueError(f"max_requests must be an int >= 1 or None, got {self.max_requests!r}")
+        _finite_non_negative("max_lifetime", self.max_lifetime, allow_zero=False)
+        # Forgetting at once is learning nothing: say learn=False instead.
+        _finite_non_negative("learn_memory", self.learn_memory, allow_zero=False)
+        if self.max_requests is not None:
+            if isinstance(self.max_requests, bool) or not isinstance(self.max_requests, int):
+                raise TypeError(
+                    f"max_requests must be an int or None, got "
+                    f"{type(self.max_requests).__name__} {self.max_requests!r}"
+                )
+            if self.max_requests < 1:
+                raise ValueError(f"max_requests must be >= 1 or None, got {self.max_requests!r}")
+        for flag in ("learn", "use_header", "probe", "witness"):
+            value = getattr(self, flag)
+            if not isinstance(value, bool):
+                raise TypeError(f"{flag} must be a bool, got {type(value).__name__} {value!r}")
 
     def margin_for(self, server_timeout: float) -> float:
         """The safety margin taken off a server timeout: ``min(margin, fraction * timeout)``."""
