@@ -423,7 +423,7 @@ class ListenerStatus:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DoctorReport:
-    """What [`rstsafe.doctor`][rstsafe.tools.doctor] found.
+    """What [`rstsafe.tools.doctor`][rstsafe.tools.doctor] found.
 
     Attributes:
         platform: ``sys.platform``.

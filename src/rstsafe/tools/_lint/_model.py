@@ -271,7 +271,7 @@ class Finding:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LintReport:
-    """Everything [`rstsafe.lint`][rstsafe.tools.lint] found, and the chain of hops it checked.
+    """Everything [`rstsafe.tools.lint`][rstsafe.tools.lint] found, and the hops it checked.
 
     Args:
         findings: The findings, errors first.
