@@ -7,6 +7,7 @@ a server of its own (so the server's accounting is per client), concurrently.
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -344,7 +345,8 @@ def test_early_response_is_returned_not_raised() -> None:
     urllib3 before 2.2 gives up on the upload's reset instead: rstsafe then raises exactly
     what plain requests and urllib3 raise, and resends nothing.
     """
-    returns_early = tuple(int(p) for p in urllib3.__version__.split(".")[:2]) >= (2, 2)
+    version = importlib.metadata.version("urllib3")
+    returns_early = tuple(int(p) for p in version.split(".")[:2]) >= (2, 2)
     with MisbehavingServer(EarlyResponse()) as server:
         outcomes: list[object] = []
         for session in (requests.Session(), rstsafe.requests.Session(retry=FAST)):
