@@ -31,7 +31,7 @@ from contract.suites import SUITES, VARIANTS, Variant
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
+    import tomli as tomllib  # type: ignore[import-not-found, unused-ignore]
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / ".contract-cache"
