@@ -89,21 +89,41 @@ def test_http_proxy_goes_through_rstsafe_pools(app_server: str) -> None:
         assert isinstance(manager, rstsafe.urllib3.ProxyManager)
 
 
-def test_generator_body_is_never_replayed() -> None:
-    """A stale connection with a generator body: the request fails, nothing is resent."""
+def _chunks() -> Iterator[bytes]:
+    yield b"part one, "
+    yield b"part two"
+
+
+def test_a_generator_body_goes_on_a_fresh_connection_past_the_proven_idle() -> None:
+    """Safe send: a PUT that could not be resent avoids the connection idle past what is proven."""
     with (
         MisbehavingServer(IdleCloseWithLag(idle=0.2, lag=1.5)) as server,
         rstsafe.requests.Session(retry=FAST) as session,
     ):
         assert session.get(server.url + "/warm", timeout=5).status_code == 200
         time.sleep(0.5)
+        response = session.put(server.url + "/doc", data=_chunks(), timeout=5)
+        assert response.status_code == 200
+        assert server.executions("PUT", "/doc") == 1
+        assert len(server.connections) == 2
 
-        def chunks() -> Iterator[bytes]:
-            yield b"part one, "
-            yield b"part two"
 
+def test_generator_body_is_never_replayed() -> None:
+    """A stale connection with a generator body: the request fails, nothing is resent.
+
+    The server's timeout is claimed (10 s, wrongly): safe send trusts a claim, so the PUT
+    reuses the connection the server has closed.
+    """
+    with (
+        MisbehavingServer(IdleCloseWithLag(idle=0.2, lag=1.5)) as server,
+        rstsafe.requests.Session(
+            retry=FAST, keepalive=rstsafe.KeepAlive(server_keepalive=10.0)
+        ) as session,
+    ):
+        assert session.get(server.url + "/warm", timeout=5).status_code == 200
+        time.sleep(0.5)
         with pytest.raises(requests.ConnectionError) as caught:
-            session.put(server.url + "/doc", data=chunks(), timeout=5)
+            session.put(server.url + "/doc", data=_chunks(), timeout=5)
         # rstsafe did not act (the body cannot be sent again): requests' own error.
         assert type(caught.value) is requests.ConnectionError
         assert not isinstance(caught.value, rstsafe.RstsafeError)

@@ -37,6 +37,7 @@ import logging
 import math
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -189,11 +190,15 @@ class _PoolShared:
         if now >= self.bounds_until:
             config = self.state.config
             keep = 1.0 - config.jitter
-            self.quick_idle = self.state.idle_ttl().before_jitter * keep
+            # Below the safe idle too: past it, a request that could not be retried
+            # needs the full check (OriginKeepAlive.safe_idle).
+            self.quick_idle = self.state.safe_idle() * keep
             lifetime = config.max_lifetime
             self.quick_age = math.inf if lifetime is None else lifetime * keep
             self.count_limited = (
-                config.max_requests is not None or self.state.header_max_requests is not None
+                config.max_requests is not None
+                or self.state.header_max_requests is not None
+                or self.state.learned_max_requests is not None
             )
             self.ok_idle = -1.0
             self.bounds_until = now + _BOUNDS_REFRESH
@@ -213,6 +218,17 @@ class _PoolShared:
         request = self.local.request
         if request is None:
             return False
+        return bool(request.policy.may_probe(request.replay()))
+
+    def retryable(self) -> bool:
+        """Whether a stale failure of this thread's request would be retried at once.
+
+        False puts the request under the safe-send rule (``OriginKeepAlive.safe_idle``);
+        a connection taken outside rstsafe's ``urlopen`` is not restricted.
+        """
+        request = self.local.request
+        if request is None:
+            return True
         return bool(request.policy.may_probe(request.replay()))
 
     def checked_idle(self, life: ConnectionLife, now: float, *, is_open: bool) -> None:
@@ -308,16 +324,34 @@ class HTTPConnection(urllib3.connection.HTTPConnection):
             if life.last_used_at <= shared.watermark and life.requests_served:
                 log.debug("discarding %r: idle since before a stale connection failed", life)
                 return False
-            reason = life.expiry_reason(shared.state, probe=shared.may_probe)
+            reason = life.expiry_reason(
+                shared.state, probe=shared.may_probe, retryable=shared.retryable
+            )
             if wait_for_read(self.sock, timeout=0.0):  # urllib3's own check
                 shared.checked_idle(life, now, is_open=False)  # closed by the server
                 return False
             if reason is not None:
                 shared.checked_idle(life, now, is_open=True)
                 log.debug("discarding connection to %s: %s", self._rstsafe_origin, reason)
+                self._offer_witness(shared.state, life)
                 return False
             return True
         return not wait_for_read(self.sock, timeout=0.0)  # urllib3's own check
+
+    def _offer_witness(self, state: OriginKeepAlive, life: ConnectionLife) -> None:
+        """Hand the open socket of a connection being discarded to the origin's witness.
+
+        When taken, the socket is detached: urllib3 closes this connection object and
+        connects it again, and the socket stays open, unused, until the witness is
+        released (``OriginKeepAlive.check_witness``).
+        """
+        sock = self.sock
+        if sock is None or not life.requests_served:
+            return
+        if state.offer_witness(
+            sock, last_used_at=life.last_used_at, created_at=life.created_at, close=sock.close
+        ):
+            self.sock = None
 
     def request(  # type: ignore[override]
         self,
@@ -575,6 +609,9 @@ class HTTPConnectionPool(urllib3.HTTPConnectionPool):
         default_port = urllib3.connectionpool.port_by_scheme.get(self.scheme, 80)
         self.origin = Origin(self.scheme, (self.host or "").lower(), self.port or default_port)
         self.keepalive_state = keepalive_registry.for_origin(self.origin)
+        # A witness socket (OriginKeepAlive.offer_witness) is closed with the pool, or
+        # when the pool is garbage collected, as urllib3 closes its idle connections.
+        weakref.finalize(self, self.keepalive_state.release_witness)
         self._rstsafe_local = _PoolLocal()
         self._rstsafe_shared = _PoolShared(self.keepalive_state, self._rstsafe_local)
 
@@ -669,6 +706,11 @@ class HTTPConnectionPool(urllib3.HTTPConnectionPool):
             self.discard_idle(life.last_used_at)
         return decision.action is RetryAction.RETRY_NOW
 
+    def close(self) -> None:
+        """Close the pool (urllib3's ``close``) and the origin's witness, if any."""
+        super().close()
+        self.keepalive_state.release_witness()
+
     def discard_idle(self, last_used_at: float) -> None:
         """Discard (when next taken) every idle connection last used at or before this time.
 
@@ -724,6 +766,9 @@ class HTTPConnectionPool(urllib3.HTTPConnectionPool):
                 time.monotonic(),
             )
             local.request = request
+            state = self.keepalive_state
+            state.note_request()  # the retry budget's deposit
+            state.check_witness(_socket_is_open)
         try:
             return super().urlopen(
                 method,
@@ -751,6 +796,11 @@ class HTTPConnectionPool(urllib3.HTTPConnectionPool):
             raise error from exc
         finally:
             local.request = outer
+
+
+def _socket_is_open(sock: object) -> bool:
+    """Whether a witness socket is still open: nothing readable (no FIN, no data)."""
+    return not wait_for_read(sock, timeout=0.0)  # type: ignore[arg-type]
 
 
 # mypy sees two _new_conn signatures; at run time ours calls the HTTPS pool's (the MRO).
