@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tarfile
@@ -39,6 +40,8 @@ ALLOWED = ROOT / "contract" / "allowed.toml"
 
 # Per-test limit (pytest-timeout): a hang in one test must not eat CI's budget.
 TEST_TIMEOUT = 60
+# Per-run limit: a run still going after this is ended; what its junit report holds counts.
+RUN_TIMEOUT = 30 * 60
 
 # Outcomes, from best to worst: the worst of a test's reports wins (a teardown error after a
 # passed call makes the test an error).
@@ -159,6 +162,7 @@ def pytest_command(
         str(venv / "bin" / "python"), "-m", "pytest", "-q", "-p", "no:cacheprovider",
         "-p", "no:rstsafe", "-o", "junit_family=xunit1", f"--junitxml={junit}",
         f"--timeout={TEST_TIMEOUT}", "-o", "console_output_style=classic",
+        "-p", "contract.plugins.hard_exit",
         *suite.pytest_args,
     ]  # fmt: skip
     if variant.plugin is not None:
@@ -182,14 +186,25 @@ def run_variant(
     started = time.monotonic()
     log(f"{tag}: running {' '.join(cmd[-3:]) if nodeids is None else len(nodeids)} ...")
     with open(out / f"{tag}.log", "w") as output:
-        proc = subprocess.run(
-            cmd, cwd=source, env=env, stdout=output, stderr=subprocess.STDOUT, check=False
+        proc = subprocess.Popen(
+            cmd,
+            cwd=source,
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
-    result = Run(variant, junit, time.monotonic() - started, proc.returncode)
+        try:
+            returncode = proc.wait(timeout=RUN_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            log(f"{tag}: still running after {RUN_TIMEOUT} s, ended")
+            os.killpg(proc.pid, signal.SIGKILL)
+            returncode = proc.wait()
+    result = Run(variant, junit, time.monotonic() - started, returncode)
     if junit.exists():
         result.outcomes = read_junit(junit, source)
     log(
-        f"{tag}: exit {proc.returncode} in {result.seconds:.0f} s, "
+        f"{tag}: exit {returncode} in {result.seconds:.0f} s, "
         f"{result.count(PASSED)} passed, {result.count(FAILED)} failed, "
         f"{result.count(ERROR)} errors, {result.count(SKIPPED)} skipped"
     )
