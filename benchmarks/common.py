@@ -16,7 +16,7 @@ import asyncio
 import math
 import statistics
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
 import requests
@@ -149,16 +149,22 @@ class _AsyncHttpx:
 
 
 def make_async_client(
-    name: str, keepalive: rstsafe.KeepAlive | None = None
+    name: str,
+    keepalive: rstsafe.KeepAlive | None = None,
+    *,
+    limits: httpx.Limits | None = None,
 ) -> tuple[httpx.AsyncClient, rstsafe.httpx.AsyncTransport | None]:
     """Build the async client called ``name`` (one of :data:`ASYNC_CLIENT_NAMES`).
 
-    Returns the client and, for rstsafe, its transport (whose registry can be read).
+    ``limits`` sizes the pool (None: httpx's default, 100 connections of which 20 are
+    kept idle). Returns the client and, for rstsafe, its transport (whose registry can
+    be read).
     """
+    pool: dict[str, Any] = {} if limits is None else {"limits": limits}
     if name == "plain httpx async":
-        return httpx.AsyncClient(), None
+        return httpx.AsyncClient(**pool), None
     if name == "rstsafe httpx async":
-        transport = rstsafe.httpx.AsyncTransport(keepalive=keepalive)
+        transport = rstsafe.httpx.AsyncTransport(keepalive=keepalive, **pool)
         return rstsafe.httpx.AsyncClient(transport=transport), transport
     raise ValueError(f"unknown async client {name!r}; expected one of {ASYNC_CLIENT_NAMES}")
 
