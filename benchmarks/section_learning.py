@@ -278,7 +278,7 @@ def _plot(rows: Sequence[LearningRow], path: Path) -> None:
             fontsize="x-small",
         )
         ax.tick_params(labelsize="x-small")
-        ax.legend(fontsize="x-small", loc="lower right")
+        ax.legend(fontsize="x-small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
     save_figure(figure, str(path))
 
 
