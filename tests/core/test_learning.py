@@ -421,3 +421,14 @@ def test_the_registry_releases_witnesses_on_close_and_eviction() -> None:
     finally:
         for sock in (ours, theirs, mine, other):
             sock.close()
+
+
+def test_busy_connections_reaching_a_request_limit_together_are_not_a_restart() -> None:
+    """50 connections closed after their 5th request within a second: a limit is learned."""
+    state, clock = _state()
+    state.observe_reused_ok(0.01)
+    for _ in range(50):
+        state.observe_stale(0.005, requests_served=5, age_seconds=0.5)
+        clock.advance(0.01)
+    assert state.learned_max_requests == 5
+    assert state.upper_bound is None

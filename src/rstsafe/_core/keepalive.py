@@ -657,21 +657,13 @@ class OriginKeepAlive:
         (newest first, so each restores what it found), and True is returned.
         """
         pattern: list[_Close] = []
-        if close.opened_at is not None:
-            recent = [
-                c
-                for c in self._closes
-                if close.at - c.at <= RESTART_WINDOW and c.opened_at is not None
-            ]
-            first = min([c.at for c in recent] + [close.at])
-            burst = [c for c in recent if c.opened_at is not None and c.opened_at < first]
-            if close.opened_at < first and len(burst) + 1 >= RESTART_BURST:
-                pattern = burst
+        # A request limit first: connections that reach the same count together (a pool
+        # of 50 busy connections, each closed after its 5th request) also close in a
+        # burst, but a restart resets connections whatever their request counts.
         kept = max(self._lower or 0.0, self._open or 0.0)
         floor = self._config.default_idle_ttl * MIN_IDLE_EVIDENCE_FRACTION
         if (
-            not pattern
-            and close.served is not None
+            close.served is not None
             and not close.liveness_check
             # After an idle that was kept before: not an idle timeout, so a limit.
             and (close.idle <= kept or close.idle < floor)
@@ -690,6 +682,16 @@ class OriginKeepAlive:
                     if self._max_requests is None
                     else min(self._max_requests, close.served)
                 )
+        if not pattern and close.opened_at is not None:
+            recent = [
+                c
+                for c in self._closes
+                if close.at - c.at <= RESTART_WINDOW and c.opened_at is not None
+            ]
+            first = min([c.at for c in recent] + [close.at])
+            burst = [c for c in recent if c.opened_at is not None and c.opened_at < first]
+            if close.opened_at < first and len(burst) + 1 >= RESTART_BURST:
+                pattern = burst
         if not pattern and not (close.served is not None and self._max_requests == close.served):
             return False
         for earlier in reversed(pattern):
