@@ -110,6 +110,11 @@ SAME_COUNT_CLOSES = 2
 # origin closing every connection does not grow it).
 CLOSE_HISTORY = 16
 
+# Safe send: an idle that a reuse survived is proven safe to wait again, less this
+# fraction for the variance of the request's way to the server (a few ms on a LAN, tens
+# on a WAN; 5 % of a 2 s idle is 100 ms).
+PROOF_MARGIN = 0.05
+
 # Keep-Alive header values beyond these are hostile or nonsense and ignored.
 MAX_HEADER_TIMEOUT = 86_400.0  # one day
 MAX_HEADER_MAX = 1_000_000_000
@@ -943,18 +948,21 @@ class OriginKeepAlive:
         """The idle below which a request that cannot be retried may reuse; under the lock.
 
         A claimed timeout (configured or announced) is followed as for every request.
-        Otherwise the idle must be below what is proven kept (a reuse that survived, a
-        connection seen open), less the margin; with nothing proven, below the floor
-        under which no idle timeout is believed (``MIN_IDLE_EVIDENCE_FRACTION`` of the
-        default TTL), where no server closes.
+        Otherwise the idle must be below what is proven kept, less a margin: a reuse
+        that survived *t* proves the server kept the connection longer than *t* plus the
+        request's way there, so ``PROOF_MARGIN`` (5 %) covers the variance of that way;
+        a connection seen open at *t* proves less (its FIN may be on its way) and counts
+        for ``(1 - margin_fraction)`` of *t*. With nothing proven, below the floor under
+        which no idle timeout is believed (``MIN_IDLE_EVIDENCE_FRACTION`` of the default
+        TTL). Never above the TTL.
         """
         config = self._config
         if config.server_keepalive is not None or self._header_timeout is not None:
             return ttl
         floor = config.default_idle_ttl * MIN_IDLE_EVIDENCE_FRACTION
-        survived = 0.0 if self._lower is None else config.ttl_below(self._lower)
+        survived = 0.0 if self._lower is None else self._lower * (1.0 - PROOF_MARGIN)
         seen_open = self._seen_open() or 0.0
-        return min(max(floor, survived, config.ttl_below(seen_open)), ttl)
+        return min(max(floor, survived, seen_open), ttl)
 
     def idle_ttl(self) -> IdleTTL:
         """The idle TTL to apply now (margin and jitter included), and its source."""
