@@ -147,12 +147,25 @@ async def test_keepalive_race_get_is_retried_on_a_fresh_connection(
 
 
 @pytest.mark.usefixtures("retries_available")
-async def test_keepalive_race_post_fails_once_then_the_learner_avoids_it(
-    misbehaving_server: ServerFactory,
-) -> None:
-    """Without header or config only the first POST meeting the race fails; then none do."""
+async def test_keepalive_race_no_post_meets_it(misbehaving_server: ServerFactory) -> None:
+    """Without header or config no POST meets the race: safe send, then learning."""
     server = misbehaving_server(IdleCloseWithLag(idle=0.3, lag=1.2))
     session = rstsafe.aiohttp.ClientSession()
+    async with session:
+        assert await _send(session, "GET", server.url + "/first") == 200
+        for index in range(4):
+            await asyncio.sleep(PAUSE)
+            method = "GET" if index % 2 else "POST"
+            assert await _send(session, method, f"{server.url}/orders/{index}") == 200
+    assert all(server.executions(path=f"/orders/{i}") == 1 for i in range(4))
+
+
+async def test_keepalive_race_post_on_a_wrong_claim_fails_once_then_the_learner_avoids_it(
+    misbehaving_server: ServerFactory,
+) -> None:
+    """A claimed 10 s keep-alive (wrong): the first POST meets the race and fails; then none do."""
+    server = misbehaving_server(IdleCloseWithLag(idle=0.3, lag=1.2))
+    session = rstsafe.aiohttp.ClientSession(keepalive=rstsafe.KeepAlive(server_keepalive=10.0))
     async with session:
         assert await _send(session, "GET", server.url + "/first") == 200
         await asyncio.sleep(PAUSE)
@@ -230,9 +243,12 @@ async def test_streamed_body_is_never_replayed_by_rstsafe(
 
     aiohttp >= 3.14 then refuses its own resend too; older aiohttp resends the PUT itself
     with what is left of the generator, an empty body (aiohttp's behaviour, shown here).
+    The server's timeout is claimed (10 s, wrongly): safe send trusts a claim, so the PUT
+    reuses the connection the server has closed.
     """
     server = misbehaving_server(IdleCloseWithLag(idle=0.3, lag=1.2))
-    async with rstsafe.aiohttp.ClientSession() as session:
+    claimed = rstsafe.KeepAlive(server_keepalive=10.0)
+    async with rstsafe.aiohttp.ClientSession(keepalive=claimed) as session:
         assert await _send(session, "GET", server.url + "/first") == 200
         await _wait(server, _closing)
         try:
@@ -289,12 +305,24 @@ async def test_lying_keep_alive_header_is_survived(misbehaving_server: ServerFac
 
 
 @pytest.mark.usefixtures("retries_available")
+async def test_idle_drop_no_post_fails(misbehaving_server: ServerFactory) -> None:
+    """IdleDrop (NAT forgot the connection), nothing claimed: GETs recover, POSTs go fresh."""
+    server = misbehaving_server(IdleDrop(idle=0.3))
+    async with rstsafe.aiohttp.ClientSession() as session:
+        for index in range(5):
+            await asyncio.sleep(PAUSE if index else 0.0)
+            method = "GET" if index % 2 == 0 else "POST"
+            assert await _send(session, method, f"{server.url}/r/{index}") == 200
+    assert all(server.executions(path=f"/r/{i}") == 1 for i in range(5))
+
+
 async def test_idle_drop_get_retried_post_fails_only_before_learning(
     misbehaving_server: ServerFactory,
 ) -> None:
-    """IdleDrop (NAT forgot the connection): GETs recover; one POST fails, never executed."""
+    """IdleDrop, a wrong 10 s claim: GETs recover; one POST fails, never executed."""
     server = misbehaving_server(IdleDrop(idle=0.3))
-    async with rstsafe.aiohttp.ClientSession() as session:
+    claimed = rstsafe.KeepAlive(server_keepalive=10.0)
+    async with rstsafe.aiohttp.ClientSession(keepalive=claimed) as session:
         assert await _send(session, "GET", server.url + "/r/0") == 200
         await asyncio.sleep(PAUSE)
         with pytest.raises((aiohttp.ClientOSError, aiohttp.ServerDisconnectedError)) as caught:

@@ -196,7 +196,7 @@ def test_seen_open_never_lengthens_a_claim() -> None:
 
 
 def test_a_request_that_cannot_be_retried_reuses_only_below_the_proven_idle() -> None:
-    """Nothing proven: a POST reuses below the floor only; a survived 2 s lets it reach 1.5 s."""
+    """Nothing proven: a POST reuses below the floor only; a survived 2 s lets it reach 1.9 s."""
     state, clock = _state()
     now = clock.now()
 
@@ -216,9 +216,11 @@ def test_a_request_that_cannot_be_retried_reuses_only_below_the_proven_idle() ->
     assert "could not be retried" in reason
     assert expiry(0.6, retryable=True) is None  # a GET: the default TTL (4 s) applies
     state.observe_reused_ok(2.0)
-    assert state.safe_idle() == pytest.approx(1.5)
-    assert expiry(1.4, retryable=False) is None
-    assert expiry(1.6, retryable=False) is not None
+    assert state.safe_idle() == pytest.approx(1.9)  # 2 s less PROOF_MARGIN (5 %)
+    assert expiry(1.8, retryable=False) is None
+    assert expiry(1.95, retryable=False) is not None
+    state.observe_open(3.0)  # seen open: counts for 75 % of it
+    assert state.safe_idle() == pytest.approx(2.25)
 
 
 def test_a_claimed_timeout_is_trusted_for_requests_that_cannot_be_retried() -> None:
@@ -421,3 +423,14 @@ def test_the_registry_releases_witnesses_on_close_and_eviction() -> None:
     finally:
         for sock in (ours, theirs, mine, other):
             sock.close()
+
+
+def test_busy_connections_reaching_a_request_limit_together_are_not_a_restart() -> None:
+    """50 connections closed after their 5th request within a second: a limit is learned."""
+    state, clock = _state()
+    state.observe_reused_ok(0.01)
+    for _ in range(50):
+        state.observe_stale(0.005, requests_served=5, age_seconds=0.5)
+        clock.advance(0.01)
+    assert state.learned_max_requests == 5
+    assert state.upper_bound is None

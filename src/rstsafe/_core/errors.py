@@ -31,6 +31,7 @@ the failure's delivery.
 from __future__ import annotations
 
 import dataclasses
+import pickle
 from typing import Any, ClassVar
 
 from rstsafe._core.classify import Delivery, Failure, FailureKind
@@ -136,6 +137,15 @@ def _picklable_history(history: RetryHistory) -> RetryHistory:
     )
 
 
+def _picklable(value: Any) -> Any:
+    """``value`` if it pickles, else None (a host exception holding a socket or a pool)."""
+    try:
+        pickle.dumps(value)
+    except Exception:
+        return None
+    return value
+
+
 def _restore(cls: type[RstsafeError], args: tuple[Any, ...], state: dict[str, Any]) -> Any:
     """Unpickle an rstsafe error: the host's ``args`` as they were, then the attributes."""
     error = cls.__new__(cls, *args)
@@ -159,7 +169,8 @@ class RstsafeError(Exception):
 
     Every rstsafe error pickles with its facts (``failure`` without the exception object it
     was classified from, ``history``, ``message`` and the host's ``args``); attributes named
-    in ``_unpicklable`` (urllib3's ``pool``) become None, as urllib3 does for its own errors.
+    in ``_unpicklable`` (urllib3's ``pool``) become None, as urllib3 does for its own errors,
+    and so does any other attribute that does not pickle.
 
     Attributes:
         message: The human-readable message (rstsafe's explanation).
@@ -237,7 +248,10 @@ class RstsafeError(Exception):
 
     def __str__(self) -> str:
         if self.__dict__.get("_host_args"):
-            return f"{super().__str__()} [rstsafe: {self.message}]"
+            text = super().__str__()
+            if self.args and isinstance(self.args[0], RstsafeError):
+                return text  # the wrapped rstsafe error's text already says it
+            return f"{text} [rstsafe: {self.message}]"
         return self.message
 
     def __reduce__(self) -> tuple[Any, ...]:
@@ -248,6 +262,9 @@ class RstsafeError(Exception):
         for name in self._unpicklable:
             if name in state:
                 state[name] = None
+        # What the host attached may not pickle on every version (urllib3 2.0's
+        # NewConnectionError keeps its connection): such a value is dropped, not the error.
+        state = {name: _picklable(value) for name, value in state.items()}
         return (_restore, (type(self), self.args, state))
 
 

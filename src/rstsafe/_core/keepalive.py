@@ -110,6 +110,11 @@ SAME_COUNT_CLOSES = 2
 # origin closing every connection does not grow it).
 CLOSE_HISTORY = 16
 
+# Safe send: an idle that a reuse survived is proven safe to wait again, less this
+# fraction for the variance of the request's way to the server (a few ms on a LAN, tens
+# on a WAN; 5 % of a 2 s idle is 100 ms).
+PROOF_MARGIN = 0.05
+
 # Keep-Alive header values beyond these are hostile or nonsense and ignored.
 MAX_HEADER_TIMEOUT = 86_400.0  # one day
 MAX_HEADER_MAX = 1_000_000_000
@@ -659,21 +664,13 @@ class OriginKeepAlive:
         (newest first, so each restores what it found), and True is returned.
         """
         pattern: list[_Close] = []
-        if close.opened_at is not None:
-            recent = [
-                c
-                for c in self._closes
-                if close.at - c.at <= RESTART_WINDOW and c.opened_at is not None
-            ]
-            first = min([c.at for c in recent] + [close.at])
-            burst = [c for c in recent if c.opened_at is not None and c.opened_at < first]
-            if close.opened_at < first and len(burst) + 1 >= RESTART_BURST:
-                pattern = burst
+        # A request limit first: connections that reach the same count together (a pool
+        # of 50 busy connections, each closed after its 5th request) also close in a
+        # burst, but a restart resets connections whatever their request counts.
         kept = max(self._lower or 0.0, self._open or 0.0)
         floor = self._config.default_idle_ttl * MIN_IDLE_EVIDENCE_FRACTION
         if (
-            not pattern
-            and close.served is not None
+            close.served is not None
             and not close.liveness_check
             # After an idle that was kept before: not an idle timeout, so a limit.
             and (close.idle <= kept or close.idle < floor)
@@ -692,6 +689,16 @@ class OriginKeepAlive:
                     if self._max_requests is None
                     else min(self._max_requests, close.served)
                 )
+        if not pattern and close.opened_at is not None:
+            recent = [
+                c
+                for c in self._closes
+                if close.at - c.at <= RESTART_WINDOW and c.opened_at is not None
+            ]
+            first = min([c.at for c in recent] + [close.at])
+            burst = [c for c in recent if c.opened_at is not None and c.opened_at < first]
+            if close.opened_at < first and len(burst) + 1 >= RESTART_BURST:
+                pattern = burst
         if not pattern and not (close.served is not None and self._max_requests == close.served):
             return False
         for earlier in reversed(pattern):
@@ -944,18 +951,21 @@ class OriginKeepAlive:
         """The idle below which a request that cannot be retried may reuse; under the lock.
 
         A claimed timeout (configured or announced) is followed as for every request.
-        Otherwise the idle must be below what is proven kept (a reuse that survived, a
-        connection seen open), less the margin; with nothing proven, below the floor
-        under which no idle timeout is believed (``MIN_IDLE_EVIDENCE_FRACTION`` of the
-        default TTL), where no server closes.
+        Otherwise the idle must be below what is proven kept, less a margin: a reuse
+        that survived *t* proves the server kept the connection longer than *t* plus the
+        request's way there, so ``PROOF_MARGIN`` (5 %) covers the variance of that way;
+        a connection seen open at *t* proves less (its FIN may be on its way) and counts
+        for ``(1 - margin_fraction)`` of *t*. With nothing proven, below the floor under
+        which no idle timeout is believed (``MIN_IDLE_EVIDENCE_FRACTION`` of the default
+        TTL). Never above the TTL.
         """
         config = self._config
         if config.server_keepalive is not None or self._header_timeout is not None:
             return ttl
         floor = config.default_idle_ttl * MIN_IDLE_EVIDENCE_FRACTION
-        survived = 0.0 if self._lower is None else config.ttl_below(self._lower)
+        survived = 0.0 if self._lower is None else self._lower * (1.0 - PROOF_MARGIN)
         seen_open = self._seen_open() or 0.0
-        return min(max(floor, survived, config.ttl_below(seen_open)), ttl)
+        return min(max(floor, survived, seen_open), ttl)
 
     def idle_ttl(self) -> IdleTTL:
         """The idle TTL to apply now (margin and jitter included), and its source."""

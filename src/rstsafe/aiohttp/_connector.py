@@ -372,13 +372,19 @@ class _Tracked:
 
     # -- the connection's life -------------------------------------------------------
 
-    def expiry_reason(self, *, probe: bool | Callable[[], bool] = False) -> str | None:
-        """Why this idle connection must not be reused now, or None."""
+    def expiry_reason(
+        self,
+        *,
+        probe: bool | Callable[[], bool] = False,
+        retryable: bool | Callable[[], bool] | None = None,
+    ) -> str | None:
+        """Why this idle connection must not be reused now, or None (``retryable``: see
+        ``ConnectionLife.expiry_reason``)."""
         life = self.life
         cutoff = self.shared.stale_before.get(life.origin) if life.origin is not None else None
         if cutoff is not None and life.last_used_at <= cutoff:
             return "idle as long as a connection to the same origin found stale"
-        return life.expiry_reason(self.keepalive, probe=probe)
+        return life.expiry_reason(self.keepalive, probe=probe, retryable=retryable)
 
     def expired(self, attempt: _Attempt | None) -> bool:
         """True when this pooled connection must be closed instead of used by ``attempt``."""
@@ -391,6 +397,10 @@ class _Tracked:
         def may_probe() -> bool:
             return attempt is not None and attempt.may_probe(policy)
 
+        def retryable() -> bool:
+            # A connection taken outside rstsafe's session is not restricted.
+            return attempt is None or attempt.may_probe(policy)
+
         probing = False
 
         def probe() -> bool:
@@ -398,7 +408,7 @@ class _Tracked:
             probing = may_probe()
             return probing
 
-        if self.expiry_reason(probe=probe) is not None:
+        if self.expiry_reason(probe=probe, retryable=retryable) is not None:
             return True
         if probing:  # past the TTL, let through for this one request: check again next time
             return False
@@ -407,10 +417,17 @@ class _Tracked:
         config = self.keepalive.config
         keep = 1.0 - config.jitter
         life = self.life
-        recheck = life.last_used_at + self.keepalive.idle_ttl().before_jitter * keep
+        # The safe idle (at most the TTL): past it, a request that could not be
+        # retried needs the full check (OriginKeepAlive.safe_idle).
+        recheck = life.last_used_at + self.keepalive.safe_idle() * keep
         if config.max_lifetime is not None:
             recheck = min(recheck, life.created_at + config.max_lifetime * keep)
-        if config.max_requests is not None or life.requests_remaining is not None:
+        if (
+            config.max_requests is not None
+            or life.requests_remaining is not None
+            or self.keepalive.learned_max_requests is not None
+            or self.keepalive.header_max_requests is not None
+        ):
             recheck = -math.inf  # a request limit: check in full every time
         self.epoch, self.recheck_at = epoch, recheck
         return False
@@ -445,7 +462,10 @@ class _Tracked:
         self.shared.idle.discard(self)
         if self.closed_locally or self.in_use or not self.life.requests_served:
             return
-        self.keepalive.observe_closed_idle(self.life.idle_seconds())
+        life = self.life
+        self.keepalive.observe_closed_idle(
+            life.idle_seconds(), age_seconds=max(0.0, self.shared.now() - life.created_at)
+        )
         self.shared.epoch += 1  # the learned TTL may have shortened
 
 

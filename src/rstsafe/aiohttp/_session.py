@@ -165,6 +165,8 @@ def _middleware(shared: Shared) -> Callable[[ClientRequest, _Handler], Awaitable
                 CURRENT_ATTEMPT.reset(token)
             tracked = attempt.tracked
             if tracked is not None:
+                if tracked.life.origin is not None:  # the retry budget's deposit
+                    shared.state(tracked.life.origin).note_request()
                 if attempt.served:  # a reuse that worked: a lower bound (see Shared.reused_ok)
                     origin = tracked.life.origin
                     seen = ok_idle.get(origin)  # type: ignore[arg-type]
