@@ -24,7 +24,6 @@ pytest.importorskip(
 )
 pytest.importorskip("material", reason="mkdocs-material is not installed (docs and test extras)")
 
-import rstsafe
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -130,11 +129,6 @@ def test_every_public_name_has_a_heading(site: Path, module_name: str) -> None:
     assert not unnamed, f"headings that do not show the object's name: {unnamed}"
 
 
-@pytest.mark.xfail(
-    len(rstsafe.__all__) > 25,
-    reason="the root still exports the old 70 names; the page documents the 19 it is shrunk to",
-    strict=True,
-)
 def test_every_root_name_has_a_heading(site: Path) -> None:
     """Each class and function in rstsafe.__all__ has a heading rstsafe.NAME on the root page."""
     headings = _headings(site, PAGES["rstsafe"])

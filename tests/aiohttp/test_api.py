@@ -16,9 +16,11 @@ from yarl import URL
 
 import rstsafe
 import rstsafe.aiohttp
-from rstsafe import BodyKind, Delivery, FailureKind, KeepAlive, RetryPolicy
+import rstsafe.core
+from rstsafe import Delivery, FailureKind, KeepAlive, RetryPolicy
 from rstsafe._core.retry import RetryAction
 from rstsafe.aiohttp._connector import body_info
+from rstsafe.core import BodyKind
 from rstsafe.testing import IdleCloseWithLag, MisbehavingServer
 from rstsafe.testing._fixtures import ServerFactory
 
@@ -105,8 +107,8 @@ def _failure(kind: FailureKind, delivery: Delivery) -> rstsafe.Failure:
 
 def test_errors_keep_aiohttps_args_and_pickle_with_their_facts() -> None:
     """aiohttp's args (errno, os_error, host) survive, and so does a pickle round trip."""
-    history = rstsafe.RetryHistory().record(
-        rstsafe.RetryDecision(action=RetryAction.GIVE_UP, reason="not retried"),
+    history = rstsafe.core.RetryHistory().record(
+        rstsafe.core.RetryDecision(action=RetryAction.GIVE_UP, reason="not retried"),
         failure=_failure(FailureKind.RESET, Delivery.MAYBE_SENT),
     )
     reset = rstsafe.aiohttp.MaybeSentClientOSError(

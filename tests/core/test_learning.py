@@ -1,6 +1,6 @@
 """Learning reads each close for what it is; a connection's lease gives one answer.
 
-Pure tests of :class:`rstsafe.OriginKeepAlive` and :class:`ConnectionLife` with a
+Pure tests of :class:`rstsafe.core.OriginKeepAlive` and :class:`ConnectionLife` with a
 :class:`ManualClock` and seeded generators: no sockets, no sleeping.
 """
 
@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rstsafe import KeepAlive, KeepAliveRegistry, Origin, OriginKeepAlive, TTLSource
+from rstsafe import KeepAlive
 from rstsafe._core.attempts import ConnectionLife
 from rstsafe._core.clock import ManualClock
 from rstsafe._core.keepalive import (
@@ -23,6 +23,7 @@ from rstsafe._core.keepalive import (
     MIN_IDLE_EVIDENCE_FRACTION,
     RESTART_WINDOW,
 )
+from rstsafe.core import KeepAliveRegistry, Origin, OriginKeepAlive, TTLSource
 
 NO_JITTER = KeepAlive(jitter=0.0)
 

@@ -17,14 +17,12 @@ import pytest
 import requests
 import urllib3
 
+import rstsafe.core
 import rstsafe.requests
 import rstsafe.urllib3
 from requests_helpers import Outcome, Send, Step, alternating, run_paced
-from rstsafe import (
-    KeepAlive,
-    RetryPolicy,
-    TTLSource,
-)
+from rstsafe import KeepAlive, RetryPolicy
+from rstsafe.core import TTLSource
 from rstsafe.testing import (
     AbortiveClose,
     AcceptQueueOverflow,
@@ -264,7 +262,7 @@ def test_keepalive_header_sets_the_idle_ttl() -> None:
         for step in steps:
             assert _paced_request(session, server.url, step) == 200
         state = session.adapter.keepalive_registry.for_origin(
-            rstsafe.Origin("http", "127.0.0.1", server.port)
+            rstsafe.core.Origin("http", "127.0.0.1", server.port)
         )
         ttl = state.idle_ttl()
         assert ttl.source is TTLSource.HEADER

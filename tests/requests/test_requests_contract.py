@@ -23,8 +23,9 @@ import urllib3
 import rstsafe
 import rstsafe.requests
 import rstsafe.urllib3
-from rstsafe import ConnectionFacts, Delivery, Failure, FailureKind, Origin, RetryHistory
+from rstsafe import ConnectionFacts, Delivery, Failure, FailureKind
 from rstsafe._core.retry import RetryAction, RetryDecision
+from rstsafe.core import Origin, RetryHistory
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 # urllib3 < 2.1 puts the connection object's repr in its messages: rstsafe's connection

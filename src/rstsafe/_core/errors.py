@@ -9,7 +9,7 @@ received the request?
 
 Builtins (``ConnectionError``, ``TimeoutError``) are not shadowed. Each error carries
 the last :class:`~rstsafe.Failure` (kind, delivery, connection facts) and the
-:class:`~rstsafe.RetryHistory` of every attempt.
+:class:`~rstsafe.core.RetryHistory` of every attempt.
 
 Adapters combine these with their library's own exception so that existing ``except``
 clauses keep working::

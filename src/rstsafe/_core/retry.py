@@ -2,7 +2,7 @@
 
 One pure decision core for sync and async drivers: :meth:`RetryPolicy.decide` (for a
 failed attempt) and :meth:`RetryPolicy.decide_status` (for a 429/503 response) take a
-:class:`~rstsafe.Failure`, the request's :class:`~rstsafe.Replayability` and the
+:class:`~rstsafe.Failure`, the request's :class:`~rstsafe.core.Replayability` and the
 :class:`RetryHistory` so far, and return a :class:`RetryDecision`. The driver loop is
 the adapter's: send, classify, decide, record, sleep or raise.
 

@@ -14,9 +14,10 @@ exception (``NotSentClientOSError`` is an ``aiohttp.ClientOSError``) and of
 
 from __future__ import annotations
 
-from rstsafe._compat.aiohttp import HAS_MIDDLEWARES, check
+from rstsafe._compat.aiohttp import HAS_MIDDLEWARES
+from rstsafe._compat.aiohttp import check as _check_host
 
-check()
+_check_host()
 
 from rstsafe.aiohttp._connector import TCPConnector  # noqa: E402 - after the check
 from rstsafe.aiohttp._errors import (  # noqa: E402

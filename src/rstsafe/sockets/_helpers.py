@@ -387,7 +387,7 @@ def _keepalive_hazards(sock: socket.socket, max_keepalive_idle: float) -> list[S
                 cause="C3",
                 message="SO_KEEPALIVE is off: an idle connection whose peer or middlebox "
                 "dropped it is only found on the next write",
-                fix="rstsafe.apply_socket_options(sock, rstsafe.keepalive_options())",
+                fix="rstsafe.sockets.apply_socket_options(sock, rstsafe.keepalive_options())",
             )
         ]
     idle_option = getattr(socket, "TCP_KEEPIDLE", getattr(socket, "TCP_KEEPALIVE", None))
@@ -402,7 +402,7 @@ def _keepalive_hazards(sock: socket.socket, max_keepalive_idle: float) -> list[S
             cause="C3",
             message=f"keepalive probes start after {idle} s idle, later than "
             f"{max_keepalive_idle:g} s: middleboxes drop idle state before that",
-            fix="rstsafe.apply_socket_options(sock, rstsafe.keepalive_options(idle=30))",
+            fix="rstsafe.sockets.apply_socket_options(sock, rstsafe.keepalive_options(idle=30))",
         )
     ]
 

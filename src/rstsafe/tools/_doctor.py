@@ -552,7 +552,7 @@ def doctor(
 
     Example:
         ```python
-        report = rstsafe.doctor(interval=10)
+        report = rstsafe.tools.doctor(interval=10)
         for line in report.advice:
             print(line)
         ```

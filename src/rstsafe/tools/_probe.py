@@ -358,7 +358,7 @@ def probe(
 
     Example:
         ```python
-        result = rstsafe.probe("http://127.0.0.1:8000/", max_wait=30)
+        result = rstsafe.tools.probe("http://127.0.0.1:8000/", max_wait=30)
         print(result.idle_timeout, result.close_kind, result.recommended_ttl)
         ```
 

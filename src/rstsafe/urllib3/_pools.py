@@ -146,7 +146,7 @@ class _PoolShared:
     a moment ago) skips the full expiry check: jitter only ever *shortens* a TTL or a
     lifetime, so a connection idle for less than ``TTL * (1 - jitter)`` and younger than
     ``max_lifetime * (1 - jitter)`` is certainly not expired; anything else gets the full
-    check (:meth:`rstsafe.OriginKeepAlive.expiry_reason`).
+    check (:meth:`rstsafe.core.OriginKeepAlive.expiry_reason`).
     """
 
     __slots__ = (
@@ -885,7 +885,7 @@ class PoolManager(_Manager):
         keepalive_registry: Per-origin keep-alive state to share (instead of ``keepalive``).
         **connection_pool_kw: As for urllib3. ``socket_options`` defaults to urllib3's
             defaults plus TCP keepalive
-            ([`rstsafe.urllib3_socket_options`][rstsafe.sockets.urllib3_socket_options]).
+            ([`rstsafe.sockets.urllib3_socket_options`][rstsafe.sockets.urllib3_socket_options]).
 
     Attributes:
         retry_policy: rstsafe's retry policy, shared by every pool.

@@ -137,7 +137,7 @@ def lint(
 
     Example:
         ```python
-        report = rstsafe.lint(requests.Session(), upstream=["aws-alb", "gunicorn-gthread"])
+        report = rstsafe.tools.lint(requests.Session(), upstream=["aws-alb", "gunicorn-gthread"])
         for finding in report.findings:
             print(finding.code, finding.message)
         ```
