@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
 import pickle
 import socket
 import threading
@@ -17,6 +18,7 @@ import pytest
 import rstsafe
 import rstsafe.httpx
 from rstsafe import FailureKind, KeepAlive, RetryPolicy, classify
+from rstsafe._compat.httpx import SOCKS_SCHEMES
 from rstsafe._core.classify import ConnectionFacts, Origin
 from rstsafe._core.retry import RetryAction, RetryDecision, RetryHistory
 from rstsafe.httpx._errors import _ERROR_CLASSES
@@ -28,8 +30,9 @@ PROXIES = [
     ("http://127.0.0.1:3128", httpcore.HTTPProxy, httpcore.AsyncHTTPProxy),
     ("https://127.0.0.1:3128", httpcore.HTTPProxy, httpcore.AsyncHTTPProxy),
     ("socks5://127.0.0.1:1080", httpcore.SOCKSProxy, httpcore.AsyncSOCKSProxy),
-    ("socks5h://127.0.0.1:1080", httpcore.SOCKSProxy, httpcore.AsyncSOCKSProxy),
 ]
+if "socks5h" in SOCKS_SCHEMES:  # httpx 0.28 and later
+    PROXIES.append(("socks5h://127.0.0.1:1080", httpcore.SOCKSProxy, httpcore.AsyncSOCKSProxy))
 
 
 @pytest.mark.parametrize(("proxy", "sync_pool", "async_pool"), PROXIES)
@@ -67,8 +70,13 @@ def test_client_proxies_and_mounts_as_httpx(monkeypatch: pytest.MonkeyPatch) -> 
 
 def test_positional_arguments_mean_what_httpx_says() -> None:
     """Arguments bind to the installed httpx.HTTPTransport signature, unknown ones refused."""
-    limits = httpx.Limits(max_connections=7)
-    transport = rstsafe.httpx.Transport(True, None, True, True, False, limits)
+    values: dict[str, object] = {"verify": True, "cert": None, "trust_env": True}
+    values.update(http1=True, http2=False)
+    values["limits"] = httpx.Limits(max_connections=7)
+    order = [n for n in inspect.signature(httpx.HTTPTransport.__init__).parameters if n != "self"]
+    # httpx's own order (0.27 puts trust_env after limits, 0.28 after cert):
+    positional = [values[name] for name in order[: order.index("limits") + 1]]
+    transport = rstsafe.httpx.Transport(*positional)
     assert transport._pool._max_connections == 7
     with pytest.raises(TypeError):
         rstsafe.httpx.Transport(no_such_argument=1)
@@ -252,7 +260,7 @@ def socks_proxy() -> Iterator[tuple[str, list[tuple[str, int]]]]:
             session.join(5)
 
 
-@pytest.mark.parametrize("scheme", ["socks5", "socks5h"])
+@pytest.mark.parametrize("scheme", sorted(SOCKS_SCHEMES))
 def test_socks_proxy_requests_go_through_the_proxy(
     misbehaving_server: ServerFactory,
     socks_proxy: tuple[str, list[tuple[str, int]]],
