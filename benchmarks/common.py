@@ -1,18 +1,22 @@
-"""Shared pieces of the benchmark sections: the four clients, statistics, plot setup.
+"""Shared pieces of the benchmark sections: the clients, statistics, plot setup.
 
 The clients are the columns of every table: plain requests, plain httpx, rstsafe
 requests and rstsafe httpx, each behind the same small interface so a workload can be
-written once. The rstsafe ones expose their keep-alive registry (public API:
-``HTTPAdapter.keepalive_registry`` and ``Transport.keepalive_registry``) so a section
+written once; plus plain httpx async and rstsafe httpx async (``httpx.AsyncClient`` and
+``rstsafe.httpx.AsyncClient`` on asyncio), driven through the same interface by an event
+loop of their own (:data:`ASYNC_CLIENT_NAMES`). The rstsafe ones expose their keep-alive
+registry (public API: ``HTTPAdapter.keepalive_registry`` and
+``Transport.keepalive_registry`` / ``AsyncTransport.keepalive_registry``) so a section
 can sample the idle TTL they apply.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 import statistics
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
 import requests
@@ -25,9 +29,12 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 __all__ = (
+    "ALL_CLIENT_NAMES",
+    "ASYNC_CLIENT_NAMES",
     "CLIENT_NAMES",
     "Client",
     "error_name",
+    "make_async_client",
     "make_client",
     "median",
     "new_figure",
@@ -42,6 +49,10 @@ CLIENT_NAMES: tuple[str, ...] = (
     "rstsafe requests",
     "rstsafe httpx",
 )
+#: The async clients (httpx.AsyncClient on asyncio), plain and rstsafe.
+ASYNC_CLIENT_NAMES: tuple[str, ...] = ("plain httpx async", "rstsafe httpx async")
+#: Every client :func:`make_client` builds.
+ALL_CLIENT_NAMES: tuple[str, ...] = CLIENT_NAMES + ASYNC_CLIENT_NAMES
 
 
 class Client(Protocol):
@@ -102,8 +113,64 @@ class _Httpx:
         self._client.close()
 
 
+class _AsyncHttpx:
+    """An ``httpx.AsyncClient`` driven request by request on an event loop of its own.
+
+    One loop for the client's whole life, so its pooled connections are reused from one
+    request to the next as in an async program that awaits its requests in turn.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        client: httpx.AsyncClient,
+        transport: rstsafe.httpx.AsyncTransport | None,
+    ) -> None:
+        self.name = name
+        self._loop = asyncio.new_event_loop()
+        self._client = client
+        self._transport = transport
+
+    async def _request(self, method: str, url: str, body: bytes | None, timeout: float) -> int:
+        response = await self._client.request(method, url, content=body, timeout=timeout)
+        return response.status_code
+
+    def request(self, method: str, url: str, body: bytes | None, timeout: float) -> int:
+        return self._loop.run_until_complete(self._request(method, url, body, timeout))
+
+    def registry(self) -> rstsafe.KeepAliveRegistry | None:
+        return None if self._transport is None else self._transport.keepalive_registry
+
+    def close(self) -> None:
+        try:
+            self._loop.run_until_complete(self._client.aclose())
+        finally:
+            self._loop.close()
+
+
+def make_async_client(
+    name: str,
+    keepalive: rstsafe.KeepAlive | None = None,
+    *,
+    limits: httpx.Limits | None = None,
+) -> tuple[httpx.AsyncClient, rstsafe.httpx.AsyncTransport | None]:
+    """Build the async client called ``name`` (one of :data:`ASYNC_CLIENT_NAMES`).
+
+    ``limits`` sizes the pool (None: httpx's default, 100 connections of which 20 are
+    kept idle). Returns the client and, for rstsafe, its transport (whose registry can
+    be read).
+    """
+    pool: dict[str, Any] = {} if limits is None else {"limits": limits}
+    if name == "plain httpx async":
+        return httpx.AsyncClient(**pool), None
+    if name == "rstsafe httpx async":
+        transport = rstsafe.httpx.AsyncTransport(keepalive=keepalive, **pool)
+        return rstsafe.httpx.AsyncClient(transport=transport), transport
+    raise ValueError(f"unknown async client {name!r}; expected one of {ASYNC_CLIENT_NAMES}")
+
+
 def make_client(name: str, keepalive: rstsafe.KeepAlive | None = None) -> Client:
-    """Build the client called ``name`` (one of :data:`CLIENT_NAMES`).
+    """Build the client called ``name`` (one of :data:`ALL_CLIENT_NAMES`).
 
     ``keepalive`` configures the rstsafe clients (ignored by the plain ones); None
     means rstsafe's defaults.
@@ -118,7 +185,9 @@ def make_client(name: str, keepalive: rstsafe.KeepAlive | None = None) -> Client
         # The transport is built here (public API) so its registry can be read.
         transport = rstsafe.httpx.Transport(keepalive=keepalive)
         return _Httpx(name, rstsafe.httpx.Client(transport=transport), transport)
-    raise ValueError(f"unknown client {name!r}; expected one of {CLIENT_NAMES}")
+    if name in ASYNC_CLIENT_NAMES:
+        return _AsyncHttpx(name, *make_async_client(name, keepalive))
+    raise ValueError(f"unknown client {name!r}; expected one of {ALL_CLIENT_NAMES}")
 
 
 def error_name(exc: BaseException) -> str:

@@ -9,11 +9,18 @@
 - ``overhead``: per-request cost ratio rstsafe / plain (section_overhead.py);
 - ``reuse``: connections per 1,000 requests at a pace just under the server's keep-alive,
   and the TTL rstsafe learns (section_reuse.py);
-- ``recovery``: the latency a stale-connection retry adds (section_recovery.py).
+- ``recovery``: the latency a stale-connection retry adds (section_recovery.py);
+- ``learning``: issue 13's targets, POST-only traffic above the default TTL, a server
+  resetting after N requests, a restart under load (section_learning.py);
+- ``imports``: import time of rstsafe's modules against their hosts' (section_imports.py).
 
 Order: ``overhead`` runs first and alone (it is CPU-bound and a ratio of CPU costs);
-then ``recovery`` alone (it measures latency); then ``matrix`` and ``reuse`` together
-(they are paced by sleeps, so they overlap without disturbing each other's figures).
+then ``imports`` alone (it times interpreters starting); then ``recovery`` alone (it
+measures latency); then ``learning``'s request-limit and restart scenarios alone (they
+are CPU-bound); then ``matrix`` and ``reuse`` together (they are paced by sleeps, so
+they overlap without disturbing each other's figures). ``learning``'s POST-only rows
+are ``reuse``'s own; when ``reuse`` is not asked for, those runs alone are made, in
+the same slot.
 
 Writes ``<out>/benchmarks.md`` and ``<out>/img/benchmarks/*.png``; every figure in
 them comes from this run.
@@ -22,6 +29,7 @@ them comes from this run.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
 import os
@@ -40,12 +48,14 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+import section_imports
+import section_learning
 import section_matrix
 import section_overhead
 import section_recovery
 import section_reuse
 
-SECTIONS: tuple[str, ...] = ("matrix", "overhead", "reuse", "recovery")
+SECTIONS: tuple[str, ...] = ("matrix", "overhead", "reuse", "recovery", "learning", "imports")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -56,6 +66,8 @@ class Plan:
     reuse: section_reuse.ReuseConfig
     recovery: section_recovery.RecoveryConfig
     real: section_matrix.RealServerConfig
+    learning: section_learning.LearningConfig
+    imports: section_imports.ImportsConfig
 
 
 FULL = Plan(
@@ -63,6 +75,8 @@ FULL = Plan(
     reuse=section_reuse.ReuseConfig(requests=1000, timeout=0.25),
     recovery=section_recovery.RecoveryConfig(requests=300),
     real=section_matrix.RealServerConfig(requests=20),
+    learning=section_learning.LearningConfig(),
+    imports=section_imports.ImportsConfig(),
 )
 QUICK = Plan(
     overhead=section_overhead.OverheadConfig(
@@ -71,6 +85,8 @@ QUICK = Plan(
     reuse=section_reuse.ReuseConfig(requests=100, timeout=0.2),
     recovery=section_recovery.RecoveryConfig(requests=60),
     real=section_matrix.RealServerConfig(requests=10),
+    learning=section_learning.LearningConfig(requests=300, restart_requests=30),
+    imports=section_imports.ImportsConfig(rounds=5),
 )
 
 
@@ -146,18 +162,47 @@ def main(argv: list[str] | None = None) -> int:
         metavar="T",
         help="override the reuse section's server timeout T (seconds)",
     )
+    parser.add_argument(
+        "--learning-requests",
+        type=int,
+        metavar="N",
+        help="override the learning section's GETs against the request-limited server",
+    )
+    parser.add_argument(
+        "--restart-requests",
+        type=int,
+        metavar="N",
+        help="override the learning section's requests per worker, before and after the restart",
+    )
+    parser.add_argument(
+        "--import-rounds",
+        type=int,
+        metavar="N",
+        help="override the imports section's rounds (the minimum of N is reported)",
+    )
     args = parser.parse_args(argv)
 
     plan = QUICK if args.quick else FULL
     if args.reuse_requests is not None or args.reuse_timeout is not None:
-        plan = Plan(
-            overhead=plan.overhead,
+        plan = dataclasses.replace(
+            plan,
             reuse=section_reuse.ReuseConfig(
                 requests=args.reuse_requests or plan.reuse.requests,
                 timeout=args.reuse_timeout or plan.reuse.timeout,
             ),
-            recovery=plan.recovery,
-            real=plan.real,
+        )
+    if args.learning_requests is not None or args.restart_requests is not None:
+        plan = dataclasses.replace(
+            plan,
+            learning=dataclasses.replace(
+                plan.learning,
+                requests=args.learning_requests or plan.learning.requests,
+                restart_requests=args.restart_requests or plan.learning.restart_requests,
+            ),
+        )
+    if args.import_rounds is not None:
+        plan = dataclasses.replace(
+            plan, imports=section_imports.ImportsConfig(rounds=args.import_rounds)
         )
     sections = [s for s in SECTIONS if args.only is None or s in args.only]
     out = Path(args.out)
@@ -177,17 +222,39 @@ def main(argv: list[str] | None = None) -> int:
         parts["overhead"] = section_overhead.render(overhead, img_dir, "")
         summaries["overhead"] = section_overhead.summary(overhead)
         figures["overhead"] = section_overhead.as_json(overhead)
+    if "imports" in sections:
+        imports = _timed("imports", lambda: section_imports.run(plan.imports), durations)
+        assert isinstance(imports, list)
+        parts["imports"] = section_imports.render(imports, plan.imports)
+        summaries["imports"] = section_imports.summary(imports)
+        figures["imports"] = section_imports.as_json(imports)
     if "recovery" in sections:
         recovery = _timed("recovery", lambda: section_recovery.run(plan.recovery), durations)
         assert isinstance(recovery, list)
         parts["recovery"] = section_recovery.render(recovery, plan.recovery, img_dir, "")
         summaries["recovery"] = section_recovery.summary(recovery)
         figures["recovery"] = section_recovery.as_json(recovery)
+    learning: list[section_learning.LearningRow] = []
+    if "learning" in sections:
+        done = _timed(
+            "learning (request limit, restart)",
+            lambda: section_learning.run(plan.learning),
+            durations,
+        )
+        assert isinstance(done, list)
+        learning += done
     with ThreadPoolExecutor(max_workers=3) as pool:
         jobs = {}
         if "reuse" in sections:
             jobs["reuse"] = pool.submit(
                 _timed, "reuse", lambda: section_reuse.run(plan.reuse), durations
+            )
+        elif "learning" in sections:
+            jobs["post-above"] = pool.submit(
+                _timed,
+                "learning (POST-only above the default)",
+                lambda: section_learning.run_post_above(plan.reuse),
+                durations,
             )
         if "matrix" in sections:
             jobs["synthetic"] = pool.submit(
@@ -206,6 +273,19 @@ def main(argv: list[str] | None = None) -> int:
         parts["reuse"] = section_reuse.render(reuse, plan.reuse, img_dir, "")
         summaries["reuse"] = section_reuse.summary(reuse)
         figures["reuse"] = section_reuse.as_json(reuse)
+        if "learning" in sections:
+            learning += section_learning.rows_from_reuse(reuse)
+    if "post-above" in results:
+        post_above = results["post-above"]
+        assert isinstance(post_above, list)
+        learning += post_above
+    if "learning" in sections:
+        learning = section_learning.ordered(learning)
+        parts["learning"] = section_learning.render(
+            learning, plan.learning, plan.reuse, img_dir, ""
+        )
+        summaries["learning"] = section_learning.summary(learning)
+        figures["learning"] = section_learning.as_json(learning)
     if "synthetic" in results:
         synthetic, real = results["synthetic"], results["real"]
         assert isinstance(synthetic, dict)

@@ -34,7 +34,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from common import CLIENT_NAMES, error_name, make_client, new_figure, save_figure
+from common import ALL_CLIENT_NAMES, error_name, make_client, new_figure, save_figure
 
 import rstsafe
 from rstsafe.testing import IdleCloseWithLag, MisbehavingServer
@@ -232,14 +232,31 @@ def run_one(client_name: str, regime: str, workload: str, config: ReuseConfig) -
     return result
 
 
-def run(config: ReuseConfig) -> list[ReuseRun]:
+def run(
+    config: ReuseConfig,
+    *,
+    clients: tuple[str, ...] = ALL_CLIENT_NAMES,
+    regimes: tuple[str, ...] = tuple(REGIMES),
+    workloads: tuple[str, ...] = WORKLOADS,
+) -> list[ReuseRun]:
     """Every client x regime x workload, all at once, each in a process of its own.
 
     The runs are sleep-bound, so they overlap well; separate processes keep one run's
     Python work (client and in-process server) from delaying another's requests past
     the server's timeout, which threads sharing one GIL did on a 2-core machine.
+    ``clients``, ``regimes`` and ``workloads`` select a part of the matrix (the learning
+    section reruns only the POST workload of the "above" regime when this section
+    is not part of the run).
     """
-    jobs = [(c, r, w) for r in REGIMES for w in WORKLOADS for c in CLIENT_NAMES]
+    for name, chosen, known in (
+        ("clients", clients, ALL_CLIENT_NAMES),
+        ("regimes", regimes, tuple(REGIMES)),
+        ("workloads", workloads, WORKLOADS),
+    ):
+        unknown = [c for c in chosen if c not in known]
+        if unknown or not chosen:
+            raise ValueError(f"{name} must be a non-empty selection of {known}, got {chosen!r}")
+    jobs = [(c, r, w) for r in regimes for w in workloads for c in clients]
     # forkserver: a clean single-threaded parent that imports the clients once, so the
     # children start fast and no thread of this process is forked.
     context = multiprocessing.get_context("forkserver")

@@ -139,7 +139,9 @@ def test_posts_never_probe(driver: str) -> None:
     assert outcome.errors == {}
     assert connections == len(steps)
     assert executions == [1] * len(steps)
-    assert ttl == KEEPALIVE.default_idle_ttl  # nothing learned: no POST reused past it
+    # No POST reused past the TTL, but the connections they expired were seen open at
+    # 0.55 s: that raises the TTL (0.55 s less 25 %), still below the pace.
+    assert KEEPALIVE.default_idle_ttl < ttl < PAUSE
 
 
 @pytest.mark.parametrize("driver", DRIVERS)

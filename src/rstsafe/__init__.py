@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
+from rstsafe._core.budget import RetryBudget
 from rstsafe._core.classify import ConnectionFacts, Delivery, Failure, FailureKind, Origin, classify
 from rstsafe._core.errors import (
     RequestMaybeSentError,
@@ -123,6 +124,7 @@ __all__ = (
     "RequestMaybeSentError",
     "RequestNotSentError",
     "RetryAction",
+    "RetryBudget",
     "RetryDecision",
     "RetryHistory",
     "RetryPolicy",

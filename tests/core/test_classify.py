@@ -257,3 +257,19 @@ def test_a_broken_str_does_not_break_classification() -> None:
     failure = classify(Broken(104, "r"))
     assert failure.kind is FailureKind.RESET
     assert failure.detail == "Broken"
+
+
+def test_a_module_still_being_imported_by_another_thread_does_not_break_classify(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A partly initialised host module in sys.modules: classify still works, caches nothing."""
+    import sys
+    import types
+
+    from rstsafe._core import classify as classify_module
+
+    monkeypatch.setitem(sys.modules, "h11", types.ModuleType("h11"))  # no classes defined yet
+    monkeypatch.setattr(classify_module, "_table_cache", {})
+    failure = classify_module.classify(ConnectionResetError(104, "Connection reset by peer"))
+    assert failure.kind is classify_module.FailureKind.RESET
+    assert classify_module._table_cache == {}

@@ -23,6 +23,7 @@ from rstsafe import (
     parse_keep_alive,
 )
 from rstsafe._core.clock import ManualClock
+from rstsafe._core.keepalive import MIN_IDLE_EVIDENCE_FRACTION
 
 NO_JITTER = KeepAlive(jitter=0.0)
 
@@ -97,7 +98,6 @@ def test_observe_header_never_raises(value: str) -> None:
         ("jitter", 1.0),
         ("max_lifetime", 0.0),
         ("max_requests", 0),
-        ("max_requests", True),
         ("learn_memory", -1.0),
     ],
 )
@@ -344,7 +344,11 @@ def test_reset_forgets_everything() -> None:
     assert state.header_max_requests is None
 
 
-_TRUE_TIMEOUT = st.floats(min_value=0.01, max_value=600.0)
+# Idle timeouts below MIN_IDLE_EVIDENCE_FRACTION of the default TTL (0.125 s) are not
+# believed (a reset at idle ~0 is a crash or a request limit): the property holds above.
+_TRUE_TIMEOUT = st.floats(
+    min_value=KeepAlive().default_idle_ttl * MIN_IDLE_EVIDENCE_FRACTION, max_value=600.0
+)
 _FRACTIONS = st.lists(
     st.tuples(st.booleans(), st.floats(min_value=0.0, max_value=1.0)), max_size=40
 )
@@ -539,12 +543,16 @@ def test_a_close_seen_by_a_liveness_check_teaches_unless_contradicted() -> None:
     assert state.idle_ttl().before_jitter == pytest.approx(2.0)
 
 
-def test_seen_open_extends_only_the_probe_reach() -> None:
-    """A connection seen open after 30 s lets probes reach 60 s; the TTL stays the default."""
+def test_seen_open_raises_the_ttl_less_the_margin_and_the_probe_reach() -> None:
+    """A connection seen open after 30 s: TTL 22.5 s (30 less 25 %), probes reach 60 s."""
     state = _state()
     state.observe_open(30.0)
-    assert state.idle_ttl().before_jitter == 4.0
+    assert state.idle_ttl().before_jitter == 22.5
+    assert state.idle_ttl().source is TTLSource.LEARNED
     assert state.probe_limit() == 60.0
+    state.observe_stale(29.0)  # a close below it: the open connection was a FIN on its way
+    assert state.open_bound is None
+    assert state.idle_ttl().before_jitter < 29.0
 
 
 # -- expiry -------------------------------------------------------------------------

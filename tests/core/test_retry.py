@@ -213,7 +213,6 @@ def test_policy_validation_names_the_field() -> None:
     """Invalid RetryPolicy values raise ValueError naming the field."""
     for field, value in [
         ("retries", -1),
-        ("max_stale_retries", 1.5),
         ("wait_initial", -0.1),
         ("wait_max", float("inf")),
         ("wait_exp_base", 0.5),

@@ -7,6 +7,7 @@ a server of its own (so the server's accounting is per client), concurrently.
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -21,8 +22,6 @@ import rstsafe.urllib3
 from requests_helpers import Outcome, Send, Step, alternating, run_paced
 from rstsafe import (
     KeepAlive,
-    RequestMaybeSentError,
-    RequestNotSentError,
     RetryPolicy,
     TTLSource,
 )
@@ -202,8 +201,8 @@ def test_keepalive_race_learner_stops_post_failures_after_the_first() -> None:
     assert set(outcome.failed) <= set(range(1, 1 + first_few))
     for index in outcome.failed:
         error = outcome.errors[index]
-        assert isinstance(error, rstsafe.requests.MaybeSentConnectionError)
-        assert isinstance(error, requests.ConnectionError)
+        # Not retried (a POST that may have been sent): requests' own error, unchanged.
+        assert type(error) is requests.ConnectionError
         assert server.executions("POST", steps[index].path) == 0  # never read by the server
     assert all(server.executions("POST", steps[i].path) == 1 for i in outcome.statuses)
     for name in ("plain requests", "plain urllib3"):
@@ -295,69 +294,87 @@ def _paced_request(session: requests.Session, base: str, step: Step) -> int:
 # -- servers that fail requests: never a duplicate, the right error --------------------
 
 
-def test_process_then_reset_post_is_executed_once_and_raises_maybe_sent() -> None:
-    """The server ran the POST and reset: rstsafe raises, and never sends it again."""
+def test_process_then_reset_post_is_executed_once_and_raises_requests_error() -> None:
+    """The server ran the POST and reset: requests' own error, and never sent again."""
     with (
         MisbehavingServer(ProcessThenReset()) as server,
         rstsafe.requests.Session(retry=FAST) as session,
     ):
-        with pytest.raises(rstsafe.requests.MaybeSentConnectionError) as caught:
+        with pytest.raises(requests.ConnectionError) as caught:
             session.post(server.url + "/orders", data=b"{}", timeout=5)
         assert server.executions("POST", "/orders") == 1
-        error = caught.value
-        assert isinstance(error, requests.ConnectionError)
-        assert isinstance(error, RequestMaybeSentError)
-        assert error.attempts == 1
-        assert error.failure is not None
-        assert error.failure.facts.bytes_sent
-        assert error.request is not None
-        assert "POST not retried" in str(error)
+        assert type(caught.value) is requests.ConnectionError
+        assert isinstance(caught.value.args[0], urllib3.exceptions.ProtocolError)
+        assert caught.value.request is not None
 
 
-def test_process_then_reset_get_is_retried_by_the_policy() -> None:
-    """An idempotent GET is retried within the budget (retries + 1 executions)."""
+@pytest.mark.parametrize(("max_retries", "executions"), [(0, 1), (urllib3.Retry(2), 3)])
+def test_process_then_reset_get_is_retried_by_requests_max_retries(
+    max_retries: int | urllib3.Retry, executions: int
+) -> None:
+    """A GET reset on a fresh connection is retried as max_retries says, no more."""
     with (
         MisbehavingServer(ProcessThenReset()) as server,
-        rstsafe.requests.Session(retry=FAST) as session,
+        rstsafe.requests.Session(retry=FAST, max_retries=max_retries) as session,
     ):
-        with pytest.raises(rstsafe.requests.MaybeSentConnectionError) as caught:
+        with pytest.raises(requests.ConnectionError) as caught:
             session.get(server.url + "/items", timeout=5)
-        assert server.executions("GET", "/items") == FAST.retries + 1
-        assert caught.value.attempts == FAST.retries + 1
+        assert not isinstance(caught.value, rstsafe.RstsafeError)
+        assert server.executions("GET", "/items") == executions
 
 
 def test_reset_unread_post_is_not_resent() -> None:
-    """Reset before the server read anything: the POST bytes left, so it is not resent."""
+    """Reset on a fresh connection: requests' error, and only max_retries would resend."""
     with (
         MisbehavingServer(ResetUnread()) as server,
         rstsafe.requests.Session(retry=FAST) as session,
     ):
-        with pytest.raises(rstsafe.requests.MaybeSentConnectionError):
+        with pytest.raises(requests.ConnectionError):
             session.post(server.url + "/orders", data=b"{}", timeout=5)
         assert server.wait_until(lambda s: len(s.connections) >= 1)
         assert len(server.connections) == 1
         with pytest.raises(requests.ConnectionError):
             session.get(server.url + "/items", timeout=5)
-        assert server.wait_until(lambda s: len(s.connections) == 1 + FAST.retries + 1)
+        assert server.wait_until(lambda s: len(s.connections) == 2)
         assert server.executions() == 0
 
 
 def test_early_response_is_returned_not_raised() -> None:
-    """A 413 sent while the 8 MiB upload is still going out is the response."""
+    """A 413 sent while the 8 MiB upload is still going out is the response (urllib3 2.2+).
+
+    urllib3 before 2.2 gives up on the upload's reset instead: rstsafe then raises exactly
+    what plain requests and urllib3 raise, and resends nothing.
+    """
+    version = importlib.metadata.version("urllib3")
+    returns_early = tuple(int(p) for p in version.split(".")[:2]) >= (2, 2)
     with MisbehavingServer(EarlyResponse()) as server:
-        with rstsafe.requests.Session(retry=FAST) as session:
-            response = session.post(server.url + "/upload", data=LARGE, timeout=10)
-            assert response.status_code == 413
-        manager = rstsafe.urllib3.PoolManager(retry=FAST)
-        try:
-            assert manager.request("POST", server.url + "/upload", body=LARGE).status == 413
-        finally:
-            manager.clear()
+        outcomes: list[object] = []
+        for session in (requests.Session(), rstsafe.requests.Session(retry=FAST)):
+            with session:
+                try:
+                    response = session.post(server.url + "/upload", data=LARGE, timeout=10)
+                except requests.ConnectionError as exc:
+                    outcomes.append(type(exc))
+                else:
+                    outcomes.append(response.status_code)
+        for manager in (urllib3.PoolManager(), rstsafe.urllib3.PoolManager(retry=FAST)):
+            try:
+                outcomes.append(
+                    manager.request("POST", server.url + "/upload", body=LARGE, retries=0).status
+                )
+            except urllib3.exceptions.HTTPError as exc:
+                outcomes.append(type(exc))
+            finally:
+                manager.clear()
+        assert outcomes[0] == outcomes[1]
+        assert outcomes[2] == outcomes[3]
+        if returns_early:
+            assert outcomes == [413, 413, 413, 413]
         assert server.executions() == 0
 
 
-def test_truncated_body_keeps_requests_semantics_and_urllib3_retries_gets() -> None:
-    """requests reads bodies after send (ChunkedEncodingError, as plain); urllib3 retries GETs."""
+def test_truncated_body_keeps_requests_and_urllib3_semantics() -> None:
+    """A truncated body: requests' ChunkedEncodingError, urllib3's own Retry for GET and POST."""
     with MisbehavingServer(TruncatedBody()) as server:
         with (
             rstsafe.requests.Session(retry=FAST) as session,
@@ -365,65 +382,66 @@ def test_truncated_body_keeps_requests_semantics_and_urllib3_retries_gets() -> N
         ):
             session.get(server.url + "/a", timeout=5)
         assert server.executions("GET", "/a") == 1
-        manager = rstsafe.urllib3.PoolManager(retry=FAST)
-        try:
-            with pytest.raises(rstsafe.urllib3.MaybeSentMaxRetryError) as caught:
-                manager.request("GET", server.url + "/b", timeout=5)
-            assert isinstance(caught.value, urllib3.exceptions.MaxRetryError)
-            assert isinstance(caught.value.reason, urllib3.exceptions.ProtocolError)
-            assert server.executions("GET", "/b") == FAST.retries + 1
-            with pytest.raises(urllib3.exceptions.MaxRetryError):
-                manager.request("POST", server.url + "/c", body=b"x", timeout=5)
-            assert server.executions("POST", "/c") == 1
-        finally:
-            manager.clear()
+        for name, manager in (
+            ("plain", urllib3.PoolManager()),
+            ("rstsafe", rstsafe.urllib3.PoolManager(retry=FAST)),
+        ):
+            try:
+                with pytest.raises(urllib3.exceptions.MaxRetryError) as caught:
+                    manager.request("GET", server.url + f"/b-{name}", timeout=5)
+                assert type(caught.value) is urllib3.exceptions.MaxRetryError
+                assert isinstance(caught.value.reason, urllib3.exceptions.ProtocolError)
+                # urllib3's default Retry(3): 4 executions, rstsafe adds none.
+                assert server.executions("GET", f"/b-{name}") == 4
+                with pytest.raises(urllib3.exceptions.ProtocolError):
+                    manager.request("POST", server.url + f"/c-{name}", body=b"x", timeout=5)
+                assert server.executions("POST", f"/c-{name}") == 1
+            finally:
+                manager.clear()
 
 
-def test_black_hole_read_timeout_is_a_requests_read_timeout() -> None:
-    """No answer: a requests.ReadTimeout that is also 'maybe sent'; the POST is not resent."""
+def test_black_hole_read_timeout_is_requests_read_timeout_unchanged() -> None:
+    """No answer: requests' own ReadTimeout, never retried, the POST not resent."""
     with (
         MisbehavingServer(BlackHole()) as server,
         rstsafe.requests.Session(retry=FAST) as session,
     ):
-        with pytest.raises(rstsafe.requests.ReadTimeout) as caught:
+        with pytest.raises(requests.exceptions.ReadTimeout) as caught:
             session.post(server.url + "/orders", data=b"{}", timeout=0.3)
-        assert isinstance(caught.value, requests.exceptions.ReadTimeout)
-        assert isinstance(caught.value, RequestMaybeSentError)
+        assert type(caught.value) is requests.exceptions.ReadTimeout
         assert server.wait_until(lambda s: s.received_unexecuted == 1)
-        assert caught.value.attempts == 1
+        time.sleep(0.2)
+        assert len(server.connections) == 1
 
 
-def test_accept_queue_overflow_connect_timeout_is_a_requests_connect_timeout() -> None:
-    """A full accept queue: ConnectTimeout, 'not sent', so even a POST was tried again."""
+def test_accept_queue_overflow_connect_timeout_is_requests_connect_timeout() -> None:
+    """A full accept queue: requests' own ConnectTimeout (max_retries=0: one attempt)."""
     with (
         MisbehavingServer(AcceptQueueOverflow()) as server,
         rstsafe.requests.Session(retry=FAST) as session,
     ):
-        with pytest.raises(rstsafe.requests.ConnectTimeout) as caught:
+        with pytest.raises(requests.exceptions.ConnectTimeout) as caught:
             session.post(server.url + "/orders", data=b"{}", timeout=(0.3, 5))
-        error = caught.value
-        assert isinstance(error, requests.exceptions.ConnectTimeout)
-        assert isinstance(error, RequestNotSentError)
-        assert error.attempts == FAST.retries + 1
+        assert type(caught.value) is requests.exceptions.ConnectTimeout
+        assert server.executions() == 0
 
 
-def test_refused_connection_is_retried_for_any_method_then_not_sent() -> None:
-    """Nothing listening: a POST is retried (nothing sent) and ends as 'not sent'."""
+def test_refused_connection_is_requests_connection_error_unchanged() -> None:
+    """Nothing listening: requests' ConnectionError around urllib3's MaxRetryError."""
     with (
         MisbehavingServer(Refuse()) as server,
         rstsafe.requests.Session(retry=FAST) as session,
     ):
-        with pytest.raises(rstsafe.requests.NotSentConnectionError) as caught:
+        with pytest.raises(requests.ConnectionError) as caught:
             session.post(server.url + "/orders", data=b"{}", timeout=2)
         error = caught.value
-        assert isinstance(error, requests.ConnectionError)
-        assert not isinstance(error, requests.exceptions.ConnectTimeout)
-        assert error.attempts == FAST.retries + 1
-        assert error.delivery is rstsafe.Delivery.NOT_SENT
+        assert type(error) is requests.ConnectionError
+        assert type(error.args[0]) is urllib3.exceptions.MaxRetryError
+        assert isinstance(error.args[0].reason, urllib3.exceptions.NewConnectionError)
 
 
-def test_refused_connection_urllib3_error_is_a_max_retry_error() -> None:
-    """rstsafe.urllib3 gives up with the MaxRetryError urllib3 users already catch."""
+def test_refused_connection_urllib3_error_is_urllib3s_max_retry_error() -> None:
+    """rstsafe.urllib3 raises the MaxRetryError urllib3 raises, after urllib3's retries."""
     with MisbehavingServer(Refuse()) as server:
         manager = rstsafe.urllib3.PoolManager(retry=FAST)
         try:
@@ -432,9 +450,8 @@ def test_refused_connection_urllib3_error_is_a_max_retry_error() -> None:
         finally:
             manager.clear()
     error = caught.value
-    assert isinstance(error, rstsafe.urllib3.NotSentMaxRetryError)
+    assert type(error) is urllib3.exceptions.MaxRetryError
     assert isinstance(error.reason, urllib3.exceptions.NewConnectionError)
-    assert error.attempts == FAST.retries + 1
 
 
 def test_stale_failure_discards_idle_connections_at_least_as_old() -> None:

@@ -1,4 +1,4 @@
-"""The adapters' own small rules: error classes, Retry handling, byte counting, quick bounds."""
+"""The adapters' own small rules: error classes, policy checks, byte counting, quick bounds."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ from rstsafe import (
 from rstsafe._core.attempts import ConnectionLife
 from rstsafe._core.clock import ManualClock
 from rstsafe.requests._adapter import _translate
-from rstsafe.urllib3._pools import _PoolLocal, _PoolShared, _without_transport_retries
+from rstsafe.urllib3._pools import _PoolLocal, _PoolShared
 
 ORIGIN = Origin("http", "127.0.0.1", 8080)
 
@@ -41,64 +41,90 @@ def test_requests_errors_are_caught_by_existing_except_clauses() -> None:
     assert issubclass(rstsafe.requests.MaybeSentConnectionError, requests.ConnectionError)
     assert issubclass(rstsafe.requests.MaybeSentConnectionError, RequestMaybeSentError)
     assert issubclass(rstsafe.requests.ConnectTimeout, requests.exceptions.ConnectTimeout)
-    assert issubclass(rstsafe.requests.ConnectTimeout, requests.exceptions.Timeout)
-    assert issubclass(rstsafe.requests.ReadTimeout, requests.exceptions.ReadTimeout)
-    assert issubclass(rstsafe.requests.ReadTimeout, RequestMaybeSentError)
+    assert issubclass(rstsafe.requests.ConnectTimeout, RequestNotSentError)
+    assert issubclass(rstsafe.requests.MaybeSentConnectTimeout, requests.exceptions.Timeout)
+    assert issubclass(rstsafe.requests.MaybeSentConnectTimeout, RequestMaybeSentError)
 
 
-def test_urllib3_errors_are_max_retry_errors_with_a_reason() -> None:
-    """rstsafe.urllib3 errors are MaxRetryError (reason, pool, url) carrying the failure."""
+def test_urllib3_errors_are_urllib3s_own_with_urllib3s_args() -> None:
+    """rstsafe.urllib3's MaxRetryError keeps urllib3's args, pool, url and reason."""
     failure = Failure(kind=FailureKind.REFUSED, delivery=Delivery.NOT_SENT)
     reason = urllib3.exceptions.NewConnectionError(None, "refused")  # type: ignore[arg-type]
+    plain = urllib3.exceptions.MaxRetryError(None, "/x", reason)  # type: ignore[arg-type]
     error = rstsafe.urllib3.NotSentMaxRetryError(
-        "gave up", failure=failure, history=RetryHistory(), pool=None, url="/x", reason=reason
+        "gave up", failure=failure, history=RetryHistory(), host_args=(None, "/x", reason)
     )
     assert isinstance(error, urllib3.exceptions.MaxRetryError)
-    assert isinstance(error, urllib3.exceptions.HTTPError)
+    assert error.args == plain.args
     assert error.reason is reason
     assert error.url == "/x"
-    assert str(error) == "gave up"
+    assert str(error) == f"{plain} [rstsafe: gave up]"
+    assert error.message == "gave up"
     assert error.delivery is Delivery.NOT_SENT
 
 
 def test_translation_keeps_requests_errors_rstsafe_does_not_own() -> None:
-    """An SSLError (or any error without rstsafe facts) is left as requests raised it."""
-    request = requests.Request("GET", "http://127.0.0.1/").prepare()
-    assert _translate(requests.exceptions.SSLError("bad cert"), request) is None
-    assert _translate(requests.ConnectionError("plain"), request) is None
+    """An SSLError, or a ConnectionError around a plain urllib3 error, is left as is."""
+    failure = Failure(kind=FailureKind.RESET, delivery=Delivery.MAYBE_SENT)
+    cause = rstsafe.urllib3.MaybeSentMaxRetryError(
+        "why", failure=failure, host_args=(None, "/", None)
+    )
+    assert _translate(requests.exceptions.SSLError(cause)) is None
+    assert _translate(requests.exceptions.ReadTimeout(cause)) is None
+    assert _translate(requests.ConnectionError("plain")) is None
+    plain_cause = urllib3.exceptions.ProtocolError("Connection aborted.")
+    assert _translate(requests.ConnectionError(plain_cause)) is None
 
 
-def test_translation_picks_the_class_by_kind_and_delivery() -> None:
-    """Connect timeout, read timeout, not sent and maybe sent map to the four classes."""
+def test_translation_keeps_requests_args_and_picks_the_class_by_delivery() -> None:
+    """requests' class and delivery pick rstsafe's subclass; args, request, response kept."""
     request = requests.Request("GET", "http://127.0.0.1/").prepare()
-    cases = {
-        (FailureKind.CONNECT_TIMEOUT, Delivery.NOT_SENT): rstsafe.requests.ConnectTimeout,
-        (FailureKind.READ_TIMEOUT, Delivery.MAYBE_SENT): rstsafe.requests.ReadTimeout,
-        (FailureKind.REFUSED, Delivery.NOT_SENT): rstsafe.requests.NotSentConnectionError,
-        (FailureKind.RESET, Delivery.MAYBE_SENT): rstsafe.requests.MaybeSentConnectionError,
+    cases: dict[tuple[type[requests.RequestException], Delivery], type[rstsafe.RstsafeError]] = {
+        (requests.ConnectTimeout, Delivery.NOT_SENT): rstsafe.requests.ConnectTimeout,
+        (requests.ConnectTimeout, Delivery.MAYBE_SENT): rstsafe.requests.MaybeSentConnectTimeout,
+        (requests.ConnectionError, Delivery.NOT_SENT): rstsafe.requests.NotSentConnectionError,
+        (requests.ConnectionError, Delivery.MAYBE_SENT): rstsafe.requests.MaybeSentConnectionError,
     }
-    for (kind, delivery), cls in cases.items():
-        failure = Failure(kind=kind, delivery=delivery)
-        cause = rstsafe.urllib3.NotSentMaxRetryError("why", failure=failure, pool=None, url="/")
-        error = _translate(requests.ConnectionError(cause, request=request), request)
+    for (host_cls, delivery), cls in cases.items():
+        failure = Failure(kind=FailureKind.RESET, delivery=delivery)
+        urllib3_cls = (
+            rstsafe.urllib3.NotSentMaxRetryError
+            if delivery is Delivery.NOT_SENT
+            else rstsafe.urllib3.MaybeSentMaxRetryError
+        )
+        cause = urllib3_cls("why", failure=failure, host_args=(None, "/", None))
+        plain = host_cls(cause, request=request)
+        error = _translate(plain)
         assert type(error) is cls
-        assert isinstance(error, rstsafe.RstsafeError)
+        assert isinstance(error, host_cls)
+        assert error.args == plain.args
+        assert error.args[0] is cause
         assert error.failure is failure
         assert error.request is request
-        assert error.__cause__ is cause
+        assert error.response is None
 
 
-def test_urllib3_retry_keeps_redirects_but_not_transport_retries() -> None:
-    """The Retry passed to urllib3 keeps redirect and status settings, zero transport retries."""
-    given_retry = urllib3.Retry(total=5, connect=3, read=3, redirect=4, status_forcelist=[503])
-    inner = _without_transport_retries(given_retry)
-    assert (inner.connect, inner.read, inner.other) == (0, 0, 0)
-    assert inner.redirect == 4
-    assert inner.status_forcelist == [503]
-    requests_default = urllib3.Retry(0, read=False)
-    assert _without_transport_retries(requests_default) is requests_default
-    never = urllib3.Retry(False)
-    assert _without_transport_retries(never) is never
+def test_a_retry_policy_with_status_retries_is_refused() -> None:
+    """Status retries are urllib3's Retry: retry_statuses is a ValueError naming itself."""
+    policy = rstsafe.RetryPolicy(retry_statuses=frozenset({503}))
+    with pytest.raises(ValueError, match="retry_statuses"):
+        rstsafe.urllib3.PoolManager(retry=policy)
+    with pytest.raises(ValueError, match="retry_statuses"):
+        rstsafe.urllib3.HTTPConnectionPool("127.0.0.1", 8080, retry=policy)
+    with pytest.raises(ValueError, match="retry_statuses"):
+        rstsafe.requests.HTTPAdapter(retry=policy)
+    with pytest.raises(TypeError, match="retry"):
+        rstsafe.requests.HTTPAdapter(retry=3)  # type: ignore[arg-type]
+
+
+def test_the_session_mounts_one_adapter_per_prefix_sharing_one_registry() -> None:
+    """http:// and https:// get their own adapter (closed once each), one keep-alive state."""
+    with rstsafe.requests.Session() as session:
+        http, https = session.adapters["http://"], session.adapters["https://"]
+        assert isinstance(http, rstsafe.requests.HTTPAdapter)
+        assert isinstance(https, rstsafe.requests.HTTPAdapter)
+        assert http is not https
+        assert http.keepalive_registry is https.keepalive_registry
 
 
 def _reset_socket() -> tuple[socket.socket, socket.socket]:

@@ -14,6 +14,8 @@ from collections.abc import Iterator
 import pytest
 import requests
 
+from rstsafe.testing import NamespaceFactory
+
 # Unbuffered, so every line reaches the pipe as soon as it is printed.
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
 
@@ -131,6 +133,9 @@ def test_serve_ipv6_url_is_bracketed(serve: type[_Serve]) -> None:
         (["healthy", "--keepalive", "soon"], "argument --keepalive: expected seconds"),
         (["healthy", "--host", "10.1.2.3"], "error: host '10.1.2.3' is not a loopback address"),
         (["healthy", "--port", "70000"], "error: port must be an integer in 0..65535"),
+        (["healthy", "--max-connections", "0"], "error: --max-connections must be >= 1, got 0"),
+        (["healthy", "--max-body", "-1"], "error: --max-body must be >= 0, got -1"),
+        (["healthy", "--max-body", "lots"], "argument --max-body: invalid int value"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(args: list[str], message: str) -> None:
@@ -140,3 +145,49 @@ def test_bad_input_is_one_line_and_exit_2(args: list[str], message: str) -> None
     assert message in result.stderr
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("rstsafe serve: error:")
+
+
+def test_serve_limits_answer_503_and_413(serve: type[_Serve]) -> None:
+    """--max-connections 1 and --max-body 10 reach the server: 503 beyond one, 413 above 10."""
+    server = serve("healthy", "--keepalive", "none", "--max-connections", "1", "--max-body", "10")
+    url = server.wait_for(r"listening on (http://127\.0\.0\.1:\d+)").group(1)
+    with requests.Session() as first:
+        assert first.get(url + "/one", timeout=10).status_code == 200  # holds the only slot
+        response = requests.get(url + "/two", timeout=10)
+        assert response.status_code == 503
+        assert response.headers["Retry-After"] == "1"
+        assert first.post(url + "/big", data=b"x" * 11, timeout=10).status_code == 413
+    server.wait_for(r"ended: \S+ \(rejected: answered 503 \(over max_connections=1\)")
+    server.wait_for(r"ended: \S+ \(answered 413: Content-Length 11 is over max_body=10\)")
+    server.process.terminate()
+    assert server.process.wait(timeout=20) == 0
+
+
+@pytest.mark.root
+def test_serve_warns_on_stderr_when_not_on_loopback(network_namespace: NamespaceFactory) -> None:
+    """--host 0.0.0.0 (run inside a namespace of our own): one warning line on stderr."""
+    namespace = network_namespace()
+    process = subprocess.Popen(
+        [
+            *("ip", "netns", "exec", namespace.name, sys.executable, "-m", "rstsafe", "serve"),
+            *("healthy", "--host", "0.0.0.0", "--allow-non-loopback"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ENV,
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        assert re.search(r"listening on http://0\.0\.0\.0:(\d+)$", line.strip()), line
+        process.terminate()
+        _, err = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate(timeout=30)
+    assert process.returncode == 0
+    (warning,) = err.splitlines()
+    assert warning.startswith("rstsafe serve: warning: MisbehavingServer bound 0.0.0.0 port ")
+    assert "not a loopback address" in warning

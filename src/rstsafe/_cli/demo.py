@@ -3,12 +3,20 @@
 For each behaviour of :mod:`rstsafe.testing` the demo starts a
 :class:`~rstsafe.testing.MisbehavingServer` in-process and runs the same short workload
 (GETs and POSTs, paced against the behaviour's timers) with each client, each against
-a server of its own so the server's accounting is per client. It prints one table:
-per behaviour and client, the requests that failed (and with what), and the POSTs
-the server executed more than once.
+a server of its own so the server's accounting is per client. It records, per behaviour
+and client, every request that failed (what happened, whether it may have been sent,
+what the client decided) and every request the server executed more than once; the
+report (``rstsafe._cli._demo_report``) explains each failure from those records.
+
+The clients are the columns, grouped by library (:data:`CLIENTS`): a library's plain
+client, the same library with rstsafe, and other ways of using it. Adding a library is
+adding its :class:`Client` entries; the report lays the groups out to fit 100 columns.
 
 Every scenario runs at the same time, in threads, so the demo takes as long as its
 slowest scenario (a few seconds), not their sum.
+
+Exit codes: 0 the demo ran; 1 an rstsafe client executed a non-idempotent request twice
+(the one thing rstsafe promises never to do); 2 usage.
 """
 
 from __future__ import annotations
@@ -18,11 +26,14 @@ import json
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
+from rstsafe._cli import EXIT_FAILURE, EXIT_OK, add_format_option
+from rstsafe._core.classify import Delivery, FailureKind, classify
+from rstsafe._core.idempotency import DEFAULT_IDEMPOTENCY_RULES
 from rstsafe.testing import (
     AbortiveClose,
     AcceptQueueOverflow,
@@ -46,8 +57,12 @@ if TYPE_CHECKING:
     from argparse import _SubParsersAction
 
 __all__ = (
+    "CLIENTS",
     "SCENARIOS",
     "Cell",
+    "Client",
+    "DemoClient",
+    "FailedRequest",
     "Outcome",
     "Scenario",
     "Send",
@@ -118,20 +133,70 @@ def run_paced(send: Send, steps: Sequence[Step]) -> Outcome:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class FailedRequest:
+    """One request that raised: which one, what happened, and what the client decided.
+
+    Attributes:
+        index: Its position in the scenario's workload.
+        method: Its method.
+        path: Its path.
+        error: ``Outer(Root)``: the exception raised and the OS-level cause under it.
+        kind: What happened, as rstsafe classifies it.
+        delivery: Whether the server may have received it.
+        reused: Whether it was sent on a reused connection, when the client tells.
+        attempts: Attempts made: the rstsafe error's history, 1 when a client keeps none.
+        reason: rstsafe's last retry decision, when the error carries one.
+        idempotent: Whether the method (or an idempotency key) makes it safe to repeat.
+    """
+
+    index: int
+    method: str
+    path: str
+    error: str
+    kind: FailureKind
+    delivery: Delivery
+    reused: bool | None = None
+    attempts: int = 1
+    reason: str | None = None
+    idempotent: bool = False
+
+    @property
+    def request(self) -> str:
+        """``POST /orders/3``."""
+        return f"{self.method} {self.path}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Cell:
-    """The result of one client against one scenario."""
+    """The result of one client against one scenario.
+
+    Attributes:
+        requests: Requests sent.
+        errors: Failed requests by ``Outer(Root)`` exception name.
+        statuses: Responses by status.
+        duplicates: Extra executions of non-idempotent requests (a POST run twice is 1).
+        unavailable: Why the client could not run (``"not installed"``), if it could not.
+        failures: Every request that raised, in order.
+        answered: Indexes of the requests that got a response.
+        executed_twice: ``(request, executions)`` of each non-idempotent request the
+            server executed more than once.
+    """
 
     requests: int
     errors: Counter[str] = field(default_factory=Counter)
     statuses: Counter[int] = field(default_factory=Counter)
     duplicates: int = 0
     unavailable: str | None = None
+    failures: tuple[FailedRequest, ...] = ()
+    answered: frozenset[int] = frozenset()
+    executed_twice: tuple[tuple[str, int], ...] = ()
 
     @property
     def failed(self) -> int:
         return sum(self.errors.values())
 
-    def render(self) -> str:
+    def summary(self) -> str:
+        """The short form: ``ok 6/6``, ``3/6 failed``, ``ok 2/2 (413)``, ``..., 4 dup``."""
         if self.unavailable is not None:
             return self.unavailable
         if not self.errors:
@@ -139,6 +204,18 @@ class Cell:
             unusual = sorted(s for s in self.statuses if s != 200)
             if unusual:
                 text += " (" + ", ".join(str(s) for s in unusual) + ")"
+        else:
+            text = f"{self.failed}/{self.requests} failed"
+        if self.duplicates:
+            text += f", {self.duplicates} dup"
+        return text
+
+    def render(self) -> str:
+        """The long form, with the root cause: ``3/6 failed ConnectionResetError``."""
+        if self.unavailable is not None:
+            return self.unavailable
+        if not self.errors:
+            text = self.summary().removesuffix(f", {self.duplicates} dup")
         else:
             # The root cause is what people search for; the JSON output has the full names.
             (name, _), *_ = self.errors.most_common(1)
@@ -172,7 +249,7 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario(
         behaviour=IdleCloseWithLag(idle=0.3, lag=1.2, advertised=0.3),
         steps=alternating(6, 0.6),
-        label="idle-close-with-lag + Keep-Alive header",
+        label="idle-close-with-lag + header",
     ),
     Scenario(behaviour=IdleDrop(idle=0.3), steps=alternating(6, 0.6)),
     Scenario(behaviour=CloseAfterRequests(count=2, reset=True), steps=alternating(6, 0.2)),
@@ -199,9 +276,43 @@ class DemoClient(Protocol):
     def close(self) -> None: ...
 
 
-#: Factories of the demo's columns, by column title. A factory returns ``None`` when
-#: the client's library is not installed.
-ClientFactory = Callable[[], "DemoClient | None"]
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Client:
+    """A column of the demo: one library (the group) used one way (the variant).
+
+    Attributes:
+        library: The group the column belongs to, e.g. ``"requests"``.
+        variant: ``"plain"`` (the library's defaults), ``"rstsafe"``, or another way of
+            using the library (``"retry-all"``: urllib3's Retry for every method).
+        factory: Makes a fresh client; raises ImportError when the library is missing.
+        on_failure: What the client does when a request fails, for the footnotes
+            (``"not retried: no retry configured"``).
+        resends_unsafe: Whether it resends requests that are not idempotent (a hazard
+            the footnotes point out when it got an answer rstsafe did not).
+        title: The column's title (default ``"<variant> <library>"``).
+    """
+
+    library: str
+    variant: str
+    factory: Callable[[], DemoClient]
+    on_failure: str
+    resends_unsafe: bool = False
+    title: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.title:
+            object.__setattr__(self, "title", f"{self.variant} {self.library}")
+
+    @property
+    def is_rstsafe(self) -> bool:
+        return self.variant == "rstsafe"
+
+    def make(self) -> DemoClient | None:
+        """A fresh client, or None when its library is not installed."""
+        try:
+            return self.factory()
+        except ImportError:
+            return None
 
 
 class _PlainRequests:
@@ -262,23 +373,44 @@ class _RstsafeHttpx(_PlainHttpx):
         self._client = rstsafe.httpx.Client()
 
 
-def _optional(factory: Callable[[], DemoClient]) -> ClientFactory:
-    def make() -> DemoClient | None:
-        try:
-            return factory()
-        except ImportError:
-            return None
-
-    return make
+def _registry(*clients: Client) -> dict[str, Client]:
+    return {client.title: client for client in clients}
 
 
-CLIENTS: dict[str, ClientFactory] = {
-    "plain requests": _optional(_PlainRequests),
-    "requests, retry all": _optional(_NaiveRetryRequests),
-    "rstsafe requests": _optional(_RstsafeRequests),
-    "plain httpx": _optional(_PlainHttpx),
-    "rstsafe httpx": _optional(_RstsafeHttpx),
-}
+#: The columns, by title, in order; a library's columns stay together (its group).
+CLIENTS: dict[str, Client] = _registry(
+    Client(
+        library="requests",
+        variant="plain",
+        factory=_PlainRequests,
+        on_failure="not retried (requests retries nothing by default)",
+    ),
+    Client(
+        library="requests",
+        variant="retry-all",
+        factory=_NaiveRetryRequests,
+        on_failure="retries every method, up to twice (Retry(allowed_methods=None))",
+        resends_unsafe=True,
+    ),
+    Client(
+        library="requests",
+        variant="rstsafe",
+        factory=_RstsafeRequests,
+        on_failure="not retried",
+    ),
+    Client(
+        library="httpx",
+        variant="plain",
+        factory=_PlainHttpx,
+        on_failure="not retried (httpx retries only connects, and only if asked)",
+    ),
+    Client(
+        library="httpx",
+        variant="rstsafe",
+        factory=_RstsafeHttpx,
+        on_failure="not retried",
+    ),
+)
 
 
 def _error_name(exc: BaseException) -> str:
@@ -303,8 +435,29 @@ def _error_name(exc: BaseException) -> str:
     return outer if inner == outer else f"{outer}({inner})"
 
 
-def _run_cell(scenario: Scenario, factory: ClientFactory) -> Cell:
-    client = factory()
+def _failed_request(index: int, step: Step, exc: BaseException) -> FailedRequest:
+    """What the records say about one failed request (rstsafe's errors carry their facts)."""
+    failure = getattr(exc, "failure", None)
+    if failure is None or not hasattr(failure, "delivery"):
+        failure = classify(exc)
+    history = getattr(exc, "history", None)
+    attempts = getattr(history, "attempts", ())
+    reason = attempts[-1].decision.reason if attempts else None
+    return FailedRequest(
+        index=index,
+        method=step.method,
+        path=step.path,
+        error=_error_name(exc),
+        kind=failure.kind,
+        delivery=failure.delivery,
+        reused=failure.facts.reused,
+        attempts=max(1, len(attempts)),
+        reason=reason,
+        idempotent=DEFAULT_IDEMPOTENCY_RULES.is_idempotent(step.method),
+    )
+
+
+def _run_cell(scenario: Scenario, client: DemoClient | None) -> Cell:
     if client is None:
         return Cell(requests=len(scenario.steps), unavailable="not installed")
     with MisbehavingServer(scenario.behaviour) as server:
@@ -315,118 +468,82 @@ def _run_cell(scenario: Scenario, factory: ClientFactory) -> Cell:
             )
         finally:
             client.close()
-        executed = Counter(e.path for e in server.executed if e.method == "POST")
-    duplicates = sum(count - 1 for count in executed.values() if count > 1)
+        executed = Counter(
+            f"{e.method} {e.path}"
+            for e in server.executed
+            if not DEFAULT_IDEMPOTENCY_RULES.is_idempotent(e.method)
+        )
+    twice = tuple((request, count) for request, count in executed.items() if count > 1)
     return Cell(
         requests=len(scenario.steps),
         errors=Counter(_error_name(exc) for exc in outcome.errors.values()),
         statuses=Counter(outcome.statuses.values()),
-        duplicates=duplicates,
+        duplicates=sum(count - 1 for _, count in twice),
+        failures=tuple(
+            _failed_request(index, scenario.steps[index], exc)
+            for index, exc in sorted(outcome.errors.items())
+        ),
+        answered=frozenset(outcome.statuses),
+        executed_twice=twice,
     )
+
+
+#: Called as each run ends: ``(runs done, runs in all)``.
+ProgressCallback = Callable[[int, int], None]
 
 
 def run_demo(
     scenarios: Sequence[Scenario] = SCENARIOS,
-    clients: dict[str, ClientFactory] | None = None,
+    clients: Mapping[str, Client] | None = None,
+    *,
+    progress: ProgressCallback | None = None,
 ) -> dict[str, dict[str, Cell]]:
-    """Run every scenario with every client, concurrently; ``{scenario: {client: Cell}}``."""
+    """Run every scenario with every client, concurrently; ``{scenario: {client: Cell}}``.
+
+    The clients are made here, before any thread starts, so that every library is
+    imported once, by one thread.
+    """
     clients = CLIENTS if clients is None else clients
-    jobs = [(s, title, factory) for s in scenarios for title, factory in clients.items()]
+    jobs = [(s, title, client.make()) for s in scenarios for title, client in clients.items()]
     with ThreadPoolExecutor(max_workers=max(1, len(jobs))) as pool:
-        futures = {(s.name, title): pool.submit(_run_cell, s, f) for s, title, f in jobs}
-    results: dict[str, dict[str, Cell]] = {s.name: {} for s in scenarios}
-    for (scenario_name, title), future in futures.items():
-        results[scenario_name][title] = future.result()
-    return results
-
-
-def _render_table(results: dict[str, dict[str, Cell]]) -> str:
-    titles = list(next(iter(results.values())).keys()) if results else []
-    rows = [["behaviour", *titles]]
-    for scenario_name, cells in results.items():
-        rows.append([scenario_name, *(cells[t].render() for t in titles)])
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = []
-    for index, row in enumerate(rows):
-        lines.append(
-            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        )
-        if index == 0:
-            lines.append("  ".join("-" * width for width in widths))
-    return "\n".join(lines)
-
-
-def _summary(results: dict[str, dict[str, Cell]]) -> str:
-    totals: dict[str, tuple[int, int, int]] = {}
-    for cells in results.values():
-        for title, cell in cells.items():
-            failed, duplicated, sent = totals.get(title, (0, 0, 0))
-            totals[title] = (
-                failed + cell.failed,
-                duplicated + cell.duplicates,
-                sent + cell.requests,
-            )
-    parts = [
-        f"{title}: {failed}/{sent} failed, {duplicated} duplicate POST executions"
-        for title, (failed, duplicated, sent) in totals.items()
-    ]
-    return "\n".join(parts)
-
-
-def _takeaway(results: dict[str, dict[str, Cell]]) -> str | None:
-    """The one line to remember, computed from this run (None if a column is missing)."""
-
-    def totals(title: str) -> tuple[int, int] | None:
-        cells = [cells[title] for cells in results.values() if title in cells]
-        if not cells or any(c.unavailable for c in cells):
-            return None
-        return sum(c.failed for c in cells), sum(c.duplicates for c in cells)
-
-    plain, safe = totals("plain requests"), totals("rstsafe requests")
-    naive = totals("requests, retry all")
-    if plain is None or safe is None or naive is None:
-        return None
-    return (
-        f"Take away: rstsafe requests failed {safe[0]} requests where plain requests failed "
-        f"{plain[0]}, and ran {safe[1]} POSTs twice; retrying everything failed {naive[0]} but "
-        f"ran {naive[1]} POSTs twice. What rstsafe still fails cannot succeed at all, or may "
-        "already have run on the server."
-    )
-
-
-def _as_json(results: dict[str, dict[str, Cell]]) -> dict[str, Any]:
+        futures = {(s.name, title): pool.submit(_run_cell, s, made) for s, title, made in jobs}
+        for done, _ in enumerate(as_completed(futures.values()), start=1):
+            if progress is not None:
+                progress(done, len(jobs))
+    # In the scenarios' order, then the clients'.
     return {
-        scenario: {
-            title: {
-                "requests": cell.requests,
-                "failed": cell.failed,
-                "errors": dict(cell.errors),
-                "statuses": {str(k): v for k, v in cell.statuses.items()},
-                "duplicates": cell.duplicates,
-                "unavailable": cell.unavailable,
-            }
-            for title, cell in cells.items()
-        }
-        for scenario, cells in results.items()
+        s.name: {title: futures[(s.name, title)].result() for title in clients} for s in scenarios
     }
 
 
 def _handle(args: argparse.Namespace) -> int:
-    results = run_demo()
-    if args.json:
-        json.dump(_as_json(results), sys.stdout, indent=2)
+    from rstsafe._cli._demo_report import as_json, render_text
+    from rstsafe._cli._term import Progress, Style
+
+    bar = Progress("rstsafe demo")
+    total_scenarios = len(SCENARIOS)
+
+    def report(done: int, total: int) -> None:
+        bar.update(f"{done}/{total} runs ({total_scenarios} behaviours x {len(CLIENTS)} clients)")
+
+    bar.update("starting the servers")
+    try:
+        results = run_demo(progress=report)
+    finally:
+        bar.done()
+    if args.output_format == "json":
+        json.dump(as_json(results, CLIENTS), sys.stdout, indent=2)
         sys.stdout.write("\n")
-        return 0
-    print("What each client gets from a server that resets connections (rstsafe.testing):\n")
-    print(_render_table(results))
-    print("\n'N dup POST': extra executions of a POST the server had already run (C10).")
-    print()
-    print(_summary(results))
-    takeaway = _takeaway(results)
-    if takeaway is not None:
-        print()
-        print(takeaway)
-    return 0
+    else:
+        width = None if args.wide else 100
+        sys.stdout.write(render_text(results, CLIENTS, width=width, style=Style(sys.stdout)))
+    broken = any(
+        cell.duplicates
+        for cells in results.values()
+        for title, cell in cells.items()
+        if CLIENTS[title].is_rstsafe
+    )
+    return EXIT_FAILURE if broken else EXIT_OK
 
 
 def register(subparsers: _SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -436,9 +553,23 @@ def register(subparsers: _SubParsersAction[argparse.ArgumentParser]) -> None:
         help="show what plain clients get from servers that reset connections",
         description=(
             "Start the misbehaving server in-process, one instance per behaviour and "
-            "client, and print what each client gets: failed requests and POSTs "
-            "executed twice."
+            "client, and print what each client gets: failed requests, each explained, "
+            "and requests executed twice. The table fits 100 columns (--wide: one table)."
         ),
+        epilog="exit codes: 0 the demo ran, 1 an rstsafe client executed a request twice "
+        "that is not idempotent, 2 usage",
     )
-    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    add_format_option(parser)
+    parser.add_argument(
+        "--json",
+        dest="output_format",
+        action="store_const",
+        const="json",
+        help="same as --format json",
+    )
+    parser.add_argument(
+        "--wide",
+        action="store_true",
+        help="one table with every client side by side, root causes in the cells",
+    )
     parser.set_defaults(handler=_handle)

@@ -1,6 +1,8 @@
-"""``rstsafe doctor``: the command line over :func:`rstsafe.doctor`.
+"""``rstsafe doctor``: the command line over the doctor of ``rstsafe.tools``.
 
-Exit codes: 0 (the report is information, not a verdict); 2 bad usage.
+Exit codes: 0 (the report is information, not a verdict); 2 bad usage. While it samples,
+a countdown is shown on standard error, only when standard error is a terminal; counters
+that moved and flagged listeners are coloured only on a terminal without ``NO_COLOR``.
 """
 
 from __future__ import annotations
@@ -8,7 +10,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import threading
 from typing import Any
+
+from rstsafe._cli import EXIT_OK, add_format_option
+from rstsafe._cli._term import Progress, Style
 
 __all__ = ("format_report", "register")
 
@@ -61,13 +67,16 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="list every listening socket, not only those with a problem",
     )
-    parser.add_argument("--format", dest="output_format", choices=("text", "json"), default="text")
+    add_format_option(parser)
     parser.set_defaults(handler=_run)
 
 
-def format_report(report: Any, *, all_listeners: bool = False) -> str:
-    """The text report of a :class:`~rstsafe.DoctorReport`."""
+def format_report(report: Any, *, all_listeners: bool = False, style: Style | None = None) -> str:
+    """The text report of a doctor report; ``style`` colours what needs attention."""
     from rstsafe.tools._doctor import listeners_of
+
+    def paint(text: str, *styles: str) -> str:
+        return style(text, *styles) if style is not None else text
 
     lines: list[str] = []
     if report.unavailable and not report.counters:
@@ -79,7 +88,7 @@ def format_report(report: Any, *, all_listeners: bool = False) -> str:
     if moved:
         for counter in moved:
             causes = f" [{', '.join(counter.causes)}]" if counter.causes else ""
-            lines.append(f"  {counter.name:<28} +{counter.delta:<8}{causes}")
+            lines.append(paint(f"  {counter.name:<28} +{counter.delta:<8}", "yellow") + causes)
             lines.append(f"      {counter.meaning}")
     else:
         lines.append("  no reset-related counter moved")
@@ -100,7 +109,8 @@ def format_report(report: Any, *, all_listeners: bool = False) -> str:
                 flags.append("capped at somaxconn")
             backlog = "?" if listener.backlog is None else str(listener.backlog)
             where = f"{listener.address}:{listener.port}"
-            lines.append(f"  {where:<40} {listener.queue:>6} {backlog:>8}  {' '.join(flags)}")
+            flagged = paint(" ".join(flags), "red", "bold")
+            lines.append(f"  {where:<40} {listener.queue:>6} {backlog:>8}  {flagged}")
     lines.append("")
     lines.append("sysctls:")
     for name, value in report.sysctls.items():
@@ -161,11 +171,28 @@ def _as_json(report: Any) -> str:
 def _run(args: argparse.Namespace) -> int:
     from rstsafe.tools._doctor import doctor
 
-    if sys.stderr.isatty() and args.interval > 0:
-        print(f"sampling for {args.interval:g} s ...", file=sys.stderr)
-    report = doctor(interval=args.interval)
+    progress = Progress("rstsafe doctor")
+    stop = threading.Event()
+    ticker: threading.Thread | None = None
+    if progress.enabled and args.interval >= 1.0:
+
+        def tick() -> None:
+            while not stop.is_set():
+                progress.update(f"sampling the counters over {args.interval:g} s")
+                stop.wait(0.2)
+
+        ticker = threading.Thread(target=tick, name="rstsafe-doctor-progress", daemon=True)
+        ticker.start()
+    try:
+        report = doctor(interval=args.interval)
+    finally:
+        stop.set()
+        if ticker is not None:
+            ticker.join()
+        progress.done()
     if args.output_format == "json":
         sys.stdout.write(_as_json(report))
     else:
-        sys.stdout.write(format_report(report, all_listeners=args.all_listeners))
-    return 0
+        style = Style(sys.stdout)
+        sys.stdout.write(format_report(report, all_listeners=args.all_listeners, style=style))
+    return EXIT_OK

@@ -1,7 +1,9 @@
-"""``rstsafe probe URL``: the command line over :func:`rstsafe.probe`.
+"""``rstsafe probe URL``: the command line over the probe of ``rstsafe.tools``.
 
 Exit codes: 0 measured; 1 the server could not be probed (refused, unreachable, not HTTP);
-2 bad usage (an invalid URL or option).
+2 bad usage (an invalid URL or option). A progress bar is drawn on standard error while
+the probe waits, only when standard error is a terminal; warnings are coloured only on a
+terminal without ``NO_COLOR``.
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ import json
 import sys
 from typing import Any, TextIO
 
-from rstsafe._cli import CommandLineError
+from rstsafe._cli import EXIT_FAILURE, EXIT_OK, CommandLineError, add_format_option
+from rstsafe._cli._term import Style
 
 __all__ = ("format_result", "register")
 
@@ -79,7 +82,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--insecure", action="store_true", help="do not verify the TLS certificate (https)"
     )
-    parser.add_argument("--format", dest="output_format", choices=("text", "json"), default="text")
+    add_format_option(parser)
     parser.set_defaults(handler=_run)
 
 
@@ -106,9 +109,14 @@ class _ProgressBar:
             self.stream.flush()
 
 
-def format_result(result: Any) -> str:
-    """The text report of a :class:`~rstsafe.ProbeResult`."""
+def format_result(result: Any, *, style: Style | None = None) -> str:
+    """The text report of a probe result; ``style`` colours the warnings (default: none)."""
     from rstsafe.tools._probe import IdleCloseKind
+
+    def warning(text: str) -> str:
+        return (
+            style("warning:", "yellow", "bold") + text if style is not None else "warning:" + text
+        )
 
     lines = [f"probe {result.url}"]
     server = f" (server: {result.server})" if result.server else ""
@@ -137,14 +145,20 @@ def format_result(result: Any) -> str:
         and result.idle_timeout < result.advertised_timeout * 0.9
     ):
         lines.append(
-            f"  warning: the header announces {result.advertised_timeout:g} s but the server "
-            f"closed after {result.idle_timeout:.2f} s; clients trusting it reuse dead "
-            "connections (C1)"
+            "  "
+            + warning(
+                f" the header announces {result.advertised_timeout:g} s but the server "
+                f"closed after {result.idle_timeout:.2f} s; clients trusting it reuse dead "
+                "connections (C1)"
+            )
         )
     if result.close_kind is IdleCloseKind.RST:
         lines.append(
-            "  warning: the idle connection was reset, not closed: linger 0 on the server or a "
-            "middlebox that forgot the flow (C3, C5)"
+            "  "
+            + warning(
+                " the idle connection was reset, not closed: linger 0 on the server or a "
+                "middlebox that forgot the flow (C3, C5)"
+            )
         )
     return "\n".join(lines) + "\n"
 
@@ -186,9 +200,12 @@ def _run(args: argparse.Namespace) -> int:
         raise CommandLineError(str(exc)) from None
     except ProbeError as exc:
         print(f"rstsafe probe: error: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_FAILURE
     finally:
         if bar is not None:
             bar.clear()
-    sys.stdout.write(format_result(result) if args.output_format == "text" else _as_json(result))
-    return 0
+    if args.output_format == "json":
+        sys.stdout.write(_as_json(result))
+    else:
+        sys.stdout.write(format_result(result, style=Style(sys.stdout)))
+    return EXIT_OK

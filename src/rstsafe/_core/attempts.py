@@ -39,7 +39,7 @@ from rstsafe._core.clock import Clock, MonotonicClock
 from rstsafe._core.errors import RequestMaybeSentError, RequestNotSentError, RstsafeError, error_for
 from rstsafe._core.idempotency import Replayability
 from rstsafe._core.keepalive import OriginKeepAlive, parse_keep_alive
-from rstsafe._core.retry import RetryDecision, RetryHistory, RetryPolicy
+from rstsafe._core.retry import RetryAction, RetryDecision, RetryHistory, RetryPolicy
 
 __all__ = ("ConnectionLife", "RequestAttempts")
 
@@ -66,6 +66,9 @@ class ConnectionLife:
         "_attempt_served",
         "_attempt_started",
         "_clock",
+        "_drawn_for",
+        "_lifetime_draw",
+        "_ttl_draw",
         "bytes_received",
         "bytes_sent",
         "created_at",
@@ -87,18 +90,44 @@ class ConnectionLife:
         self._attempt_reused = False
         self._attempt_idle = 0.0
         self._attempt_served = 0
+        # The lease: jitter draws for the idle TTL (once per idle period, i.e. per value
+        # of last_used_at) and for the max lifetime (once per connection), so that one
+        # connection checked many times at one instant gets one answer.
+        self._drawn_for: float | None = None
+        self._ttl_draw = 0.0
+        self._lifetime_draw: float | None = None
 
     def idle_seconds(self) -> float:
         """Seconds since the connection last finished a response (or was opened)."""
         return max(0.0, self._clock.now() - self.last_used_at)
 
     def expiry_reason(
-        self, keepalive: OriginKeepAlive, *, probe: bool | Callable[[], bool] = False
+        self,
+        keepalive: OriginKeepAlive,
+        *,
+        probe: bool | Callable[[], bool] = False,
+        retryable: bool | Callable[[], bool] | None = None,
     ) -> str | None:
         """Why this idle connection must not be reused now, or None (see ``OriginKeepAlive``).
 
-        ``probe``: the request may reuse it past the TTL (see ``OriginKeepAlive.probe_limit``).
+        The connection's lease: its jitter is drawn once per idle period (when it was
+        returned idle, on the first check after) and once per life for the max lifetime,
+        so the answer changes only with time and with what the origin learned.
+
+        Args:
+            keepalive: The origin's state.
+            probe: The request may reuse it past the TTL (see
+                ``OriginKeepAlive.probe_limit``).
+            retryable: Whether the request would be retried at once if it turned out
+                stale; False applies the safe-send rule (``OriginKeepAlive.safe_idle``),
+                None does not.
         """
+        if self._drawn_for != self.last_used_at:
+            rng = keepalive.rng
+            self._drawn_for = self.last_used_at
+            self._ttl_draw = rng.random()
+            if self._lifetime_draw is None:
+                self._lifetime_draw = rng.random()
         return keepalive.expiry_reason(
             created_at=self.created_at,
             last_used_at=self.last_used_at,
@@ -106,6 +135,9 @@ class ConnectionLife:
             now=self._clock.now(),
             requests_remaining=self.requests_remaining,
             probe=probe,
+            retryable=retryable,
+            ttl_draw=self._ttl_draw,
+            lifetime_draw=self._lifetime_draw,
         )
 
     def begin_attempt(self) -> None:
@@ -219,9 +251,33 @@ class RequestAttempts:
         decision = self._policy.decide(
             failure, self._replay, self.history, rng=self._rng, elapsed=self.elapsed()
         )
+        decision = self._within_budget(decision)
         self.history = self.history.record(decision, failure=failure)
         self.last_failure = failure
         return decision
+
+    def _within_budget(self, decision: RetryDecision) -> RetryDecision:
+        """Draw a retry from the origin's budget; give up when it is exhausted.
+
+        Exempt: the first immediate retry after a stale reused connection (see
+        ``rstsafe._core.budget``).
+        """
+        budget = self._policy.budget
+        if budget is None or self._keepalive is None or not decision.retry:
+            return decision
+        if decision.action is RetryAction.RETRY_NOW and self.history.stale_retries_used == 0:
+            return decision
+        state = self._keepalive.retry_budget
+        if state.try_withdraw(budget, self._keepalive.clock.now()):
+            return decision
+        return RetryDecision(
+            action=RetryAction.GIVE_UP,
+            reason=(
+                f"{self._replay.method} not retried: the origin's retry budget is exhausted"
+                f" ({budget.ratio:.0%} of requests + {budget.min_per_second:g}/s"
+                f" over {budget.window:g} s)"
+            ),
+        )
 
     def succeeded(
         self,
@@ -253,6 +309,7 @@ class RequestAttempts:
             rng=self._rng,
             elapsed=self.elapsed(),
         )
+        decision = self._within_budget(decision)
         if not decision.retry:
             return None
         self.history = self.history.record(decision, status=status)

@@ -421,15 +421,28 @@ def _table() -> tuple[_Row, ...]:
     present = frozenset(name for name in _OPTIONAL_MODULES if name in sys.modules)
     table = _table_cache.get(present)
     if table is None:
-        table = tuple(
-            _requests_rows()  # requests' exceptions subclass OSError: before the errno rows
-            + _urllib3_rows()
-            + _httpx_like_rows("httpx")
-            + _httpx_like_rows("httpcore")
-            + _h11_rows()
-            + _aiohttp_rows()
-            + _stdlib_rows()
+        builders: tuple[Callable[[], list[_Row]], ...] = (
+            _requests_rows,  # requests' exceptions subclass OSError: before the errno rows
+            _urllib3_rows,
+            lambda: _httpx_like_rows("httpx"),
+            lambda: _httpx_like_rows("httpcore"),
+            _h11_rows,
+            _aiohttp_rows,
+            _stdlib_rows,
         )
+        rows: list[_Row] = []
+        complete = True
+        for build in builders:
+            try:
+                rows += build()
+            except AttributeError:
+                # A module another thread is still importing is in sys.modules, partly
+                # initialised: its classes are not all defined yet. Classify without it,
+                # and cache nothing until it is complete.
+                complete = False
+        table = tuple(rows)
+        if not complete:
+            return table
         _table_cache[present] = table
     return table
 

@@ -30,7 +30,9 @@ the failure's delivery.
 
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
+import pickle
+from typing import Any, ClassVar
 
 from rstsafe._core.classify import Delivery, Failure, FailureKind
 from rstsafe._core.retry import RetryHistory
@@ -119,11 +121,59 @@ def describe_failure(
     return text
 
 
+def _without_exception(failure: Failure | None) -> Failure | None:
+    """``failure`` without the exception object it was classified from (for pickling)."""
+    if failure is None or failure.exception is None:
+        return failure
+    return dataclasses.replace(failure, exception=None)
+
+
+def _picklable_history(history: RetryHistory) -> RetryHistory:
+    return RetryHistory(
+        tuple(
+            dataclasses.replace(attempt, failure=_without_exception(attempt.failure))
+            for attempt in history.attempts
+        )
+    )
+
+
+def _picklable(value: Any) -> Any:
+    """``value`` if it pickles, else None (a host exception holding a socket or a pool)."""
+    try:
+        pickle.dumps(value)
+    except Exception:
+        return None
+    return value
+
+
+def _restore(cls: type[RstsafeError], args: tuple[Any, ...], state: dict[str, Any]) -> Any:
+    """Unpickle an rstsafe error: the host's ``args`` as they were, then the attributes."""
+    error = cls.__new__(cls, *args)
+    error.args = args
+    error.__dict__.update(state)
+    return error
+
+
 class RstsafeError(Exception):
     """Base of rstsafe's errors: a request failed and was not (or no longer) retried.
 
+    Two ways to build one:
+
+    * ``RstsafeError(message, *args, failure=..., history=...)``: rstsafe's own error;
+      ``args`` is ``(message, *args)`` and ``str()`` is the message.
+    * ``Cls(message, failure=..., history=..., host_args=(...), **kwargs)`` for an adapter
+      class that also inherits from a host library's exception: the host's constructor gets
+      exactly ``host_args`` and ``kwargs``, so ``args`` (and every attribute the host sets)
+      are the host's, as if the host had raised it; ``str()`` is the host's text followed by
+      ``[rstsafe: message]``.
+
+    Every rstsafe error pickles with its facts (``failure`` without the exception object it
+    was classified from, ``history``, ``message`` and the host's ``args``); attributes named
+    in ``_unpicklable`` (urllib3's ``pool``) become None, as urllib3 does for its own errors,
+    and so does any other attribute that does not pickle.
+
     Attributes:
-        message: The human-readable message.
+        message: The human-readable message (rstsafe's explanation).
         failure: The last attempt's classification, if any.
         history: Every failed attempt with the decision taken.
     """
@@ -131,6 +181,7 @@ class RstsafeError(Exception):
     message: str
     failure: Failure | None
     history: RetryHistory
+    _unpicklable: ClassVar[tuple[str, ...]] = ()
 
     def __init__(
         self,
@@ -138,16 +189,22 @@ class RstsafeError(Exception):
         *args: Any,
         failure: Failure | None = None,
         history: RetryHistory | None = None,
+        host_args: tuple[Any, ...] | None = None,
         **kwargs: Any,
     ) -> None:
         """Create the error; extra arguments go to the next class in the MRO.
 
         Args:
             message: The message; built with :func:`describe_failure` when None.
-            *args: Passed on (for mixins with library exceptions).
+            *args: Passed on after the message (for mixins with library exceptions).
             failure: The last failure.
             history: Every attempt made.
+            host_args: The host exception's own positional arguments, passed on instead
+                of ``(message, *args)``: ``args`` is then exactly the host's.
             **kwargs: Passed on (e.g. ``request=`` for requests' and httpx' exceptions).
+
+        Raises:
+            TypeError: Both ``*args`` and ``host_args`` were given.
         """
         history = history if history is not None else RetryHistory()
         if message is None:
@@ -159,7 +216,14 @@ class RstsafeError(Exception):
         self.message = message
         self.failure = failure
         self.history = history
-        super().__init__(message, *args, **kwargs)
+        if host_args is not None:
+            if args:
+                raise TypeError("host_args: give either positional arguments or host_args")
+            self._host_args = True
+            super().__init__(*host_args, **kwargs)
+        else:
+            self._host_args = False
+            super().__init__(message, *args, **kwargs)
 
     @property
     def delivery(self) -> Delivery | None:
@@ -171,8 +235,36 @@ class RstsafeError(Exception):
         """How many attempts failed (at least 1 when a failure is known)."""
         return max(len(self.history), 1 if self.failure is not None else 0)
 
+    @property
+    def reused(self) -> bool | None:
+        """Whether the last attempt's connection had served earlier requests, if known."""
+        return self.failure.facts.reused if self.failure is not None else None
+
+    @property
+    def idle_seconds(self) -> float | None:
+        """How long the last attempt's connection had been idle, if known."""
+        return self.failure.facts.idle_seconds if self.failure is not None else None
+
     def __str__(self) -> str:
+        if self.__dict__.get("_host_args"):
+            text = super().__str__()
+            if self.args and isinstance(self.args[0], RstsafeError):
+                return text  # the wrapped rstsafe error's text already says it
+            return f"{text} [rstsafe: {self.message}]"
         return self.message
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        state = dict(self.__dict__)
+        state["failure"] = _without_exception(state.get("failure"))
+        if isinstance(state.get("history"), RetryHistory):
+            state["history"] = _picklable_history(state["history"])
+        for name in self._unpicklable:
+            if name in state:
+                state[name] = None
+        # What the host attached may not pickle on every version (urllib3 2.0's
+        # NewConnectionError keeps its connection): such a value is dropped, not the error.
+        state = {name: _picklable(value) for name, value in state.items()}
+        return (_restore, (type(self), self.args, state))
 
 
 class RequestNotSentError(RstsafeError):

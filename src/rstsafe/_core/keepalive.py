@@ -16,6 +16,8 @@ Pure code: every method takes its times as arguments; randomness comes from an i
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import dataclasses
 import enum
 import math
@@ -23,11 +25,13 @@ import random
 import threading
 from collections.abc import Callable, Iterator
 
+from rstsafe._core.budget import RetryBudgetState
 from rstsafe._core.classify import ConnectionFacts, Failure, Origin
-from rstsafe._core.clock import Clock, MonotonicClock, jittered
+from rstsafe._core.clock import Clock, MonotonicClock
 
 __all__ = (
     "DEFAULT_IDLE_TTL",
+    "DEFAULT_MAX_ORIGINS",
     "PROBE_REACH",
     "IdleTTL",
     "KeepAlive",
@@ -87,6 +91,30 @@ DEFAULT_LEARN_MEMORY = 600.0
 # silently (C3) is never probed far past what worked.
 PROBE_REACH = 2.0
 
+# Closes that are not idle timeouts. A close is taken as evidence of the server's idle
+# timeout only when nothing else explains it (see OriginKeepAlive.observe_stale):
+# - a close after less idle than this fraction of the default TTL (0.125 s of the 4 s
+#   default): no server times idle connections out that fast (gunicorn's 2 s is the
+#   shortest common keep-alive), so a reset at idle ~0 is a crash, a restart or a
+#   per-connection request limit;
+MIN_IDLE_EVIDENCE_FRACTION = 1.0 / 32.0
+# - closes of this many connections within RESTART_WINDOW seconds of each other: a
+#   restart or a deploy resets every connection at once, whatever their idle times;
+RESTART_BURST = 3
+RESTART_WINDOW = 1.0
+# - closes of this many connections after the same number of requests: a server that
+#   closes after N requests (nginx keepalive_requests, gunicorn max_requests, a proxy's
+#   per-connection limit) teaches a max_requests bound, as ``Keep-Alive: max=`` would.
+SAME_COUNT_CLOSES = 2
+# The close history kept per origin, for the two patterns above (bounded: a broken
+# origin closing every connection does not grow it).
+CLOSE_HISTORY = 16
+
+# Safe send: an idle that a reuse survived is proven safe to wait again, less this
+# fraction for the variance of the request's way to the server (a few ms on a LAN, tens
+# on a WAN; 5 % of a 2 s idle is 100 ms).
+PROOF_MARGIN = 0.05
+
 # Keep-Alive header values beyond these are hostile or nonsense and ignored.
 MAX_HEADER_TIMEOUT = 86_400.0  # one day
 MAX_HEADER_MAX = 1_000_000_000
@@ -106,15 +134,20 @@ class TTLSource(enum.Enum):
     """Nothing known: ``KeepAlive.default_idle_ttl``."""
 
 
-def _finite_non_negative(name: str, value: float | None, *, allow_none: bool = True) -> None:
+def _finite_non_negative(
+    name: str, value: float | None, *, allow_none: bool = True, allow_zero: bool = True
+) -> None:
+    """Check a duration or fraction: TypeError for a non-number, ValueError for a bad value."""
     if value is None:
         if not allow_none:
-            raise ValueError(f"{name} must be a number, got None")
+            raise TypeError(f"{name} must be a number, got None")
         return
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{name} must be a number, got {value!r}")
+        raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}")
     if math.isnan(value) or math.isinf(value) or value < 0:
         raise ValueError(f"{name} must be finite and >= 0, got {value!r}")
+    if not allow_zero and value == 0:
+        raise ValueError(f"{name} must be > 0{' or None' if allow_none else ''}, got {value!r}")
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -140,6 +173,10 @@ class KeepAlive:
         probe: Let requests that are retried transparently when stale (idempotent, with
             a replayable body) reuse a connection past the TTL, when no timeout is
             configured or announced (see :meth:`OriginKeepAlive.probe_limit`).
+        witness: When no timeout is configured or announced, keep one expired idle
+            connection per origin open, unused, to watch how long the server keeps it
+            (see :meth:`OriginKeepAlive.offer_witness`): what proves requests that
+            cannot be retried safe to reuse. One more socket per origin, at most.
     """
 
     server_keepalive: float | None = None
@@ -153,10 +190,19 @@ class KeepAlive:
     learn_memory: float | None = DEFAULT_LEARN_MEMORY
     use_header: bool = True
     probe: bool = True
+    witness: bool = True
 
     def __post_init__(self) -> None:
-        _finite_non_negative("server_keepalive", self.server_keepalive)
-        _finite_non_negative("default_idle_ttl", self.default_idle_ttl, allow_none=False)
+        # A server keep-alive of 0 is a server that keeps nothing alive: it answers
+        # ``Connection: close``, which rstsafe honours without being told. Configuring it
+        # would only give a TTL of 0, so it is rejected as a likely mistake.
+        _finite_non_negative("server_keepalive", self.server_keepalive, allow_zero=False)
+        # A default TTL of 0 would never reuse a connection to an unknown server, and so
+        # never learn anything about it: rejected (use max_requests=1 for no reuse).
+        _finite_non_negative(
+            "default_idle_ttl", self.default_idle_ttl, allow_none=False, allow_zero=False
+        )
+        # Zero margins and zero jitter have a meaning: no safety margin, no jitter.
         _finite_non_negative("margin", self.margin, allow_none=False)
         _finite_non_negative("margin_fraction", self.margin_fraction, allow_none=False)
         if self.margin_fraction >= 1.0:
@@ -164,16 +210,21 @@ class KeepAlive:
         _finite_non_negative("jitter", self.jitter, allow_none=False)
         if self.jitter >= 1.0:
             raise ValueError(f"jitter must be < 1, got {self.jitter!r}")
-        _finite_non_negative("max_lifetime", self.max_lifetime)
-        _finite_non_negative("learn_memory", self.learn_memory)
-        if self.max_lifetime is not None and self.max_lifetime == 0:
-            raise ValueError("max_lifetime must be > 0 or None, got 0")
-        if self.max_requests is not None and (
-            isinstance(self.max_requests, bool)
-            or not isinstance(self.max_requests, int)
-            or self.max_requests < 1
-        ):
-            raise ValueError(f"max_requests must be an int >= 1 or None, got {self.max_requests!r}")
+        _finite_non_negative("max_lifetime", self.max_lifetime, allow_zero=False)
+        # Forgetting at once is learning nothing: say learn=False instead.
+        _finite_non_negative("learn_memory", self.learn_memory, allow_zero=False)
+        if self.max_requests is not None:
+            if isinstance(self.max_requests, bool) or not isinstance(self.max_requests, int):
+                raise TypeError(
+                    f"max_requests must be an int or None, got "
+                    f"{type(self.max_requests).__name__} {self.max_requests!r}"
+                )
+            if self.max_requests < 1:
+                raise ValueError(f"max_requests must be >= 1 or None, got {self.max_requests!r}")
+        for flag in ("learn", "use_header", "probe", "witness"):
+            value = getattr(self, flag)
+            if not isinstance(value, bool):
+                raise TypeError(f"{flag} must be a bool, got {type(value).__name__} {value!r}")
 
     def margin_for(self, server_timeout: float) -> float:
         """The safety margin taken off a server timeout: ``min(margin, fraction * timeout)``."""
@@ -273,6 +324,32 @@ class IdleTTL:
     before_jitter: float
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Witness:
+    """An expired idle connection kept open, unused, to watch the server keep it."""
+
+    handle: object
+    last_used_at: float
+    created_at: float
+    close: Callable[[], None]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Close:
+    """One close by the server, as the history keeps it (see OriginKeepAlive)."""
+
+    at: float
+    idle: float
+    served: int | None
+    liveness_check: bool
+    opened_at: float | None = None
+    # What applying it as idle evidence changed, to undo it when a pattern explains it.
+    applied: bool = False
+    upper_before: float | None = None
+    pending_before: float | None = None
+    lower_before: float | None = None
+
+
 class OriginKeepAlive:
     """The keep-alive state of one origin (scheme, host, port); thread safe.
 
@@ -280,29 +357,43 @@ class OriginKeepAlive:
 
     * a connection reused successfully after ``t`` seconds idle means the server's
       timeout is above ``t`` (``lower_bound`` = the largest such ``t``);
+    * an idle connection seen still open (no FIN, not readable) after ``t`` seconds
+      means the same, more weakly (``open_bound``): a FIN may be on its way, a middlebox
+      may have dropped it silently. Together they are the *proven* idle;
     * a connection found closed by the server after ``t`` seconds idle means the
-      timeout is at most ``t`` (``upper_bound`` = the smallest such ``t``).
+      timeout is at most ``t`` (``upper_bound`` = the smallest such ``t``), when the
+      close reads as an idle timeout (below).
 
     Once a close has been seen, the learned estimate of the server's timeout is
     ``max(lower_bound, upper_bound / 2)``: the largest idle known to survive, or half
     the smallest idle known to fail when nothing bigger survived (each close halves
     it, so a TTL far too long converges in a few steps). The learned TTL is the larger
-    of that estimate minus the margin and the *proven* TTL: ``lower_bound`` itself,
+    of that estimate minus the margin and the *proven* TTL: the proven idle itself,
     capped at ``upper_bound`` minus the margin (an idle that survived is safe to wait
-    again, unless a close was seen just above it). The estimate is never above
-    ``lower_bound`` unless ``upper_bound / 2`` is, so the TTL stays below the true
-    timeout whenever a close was seen within twice the timeout (a client that already
-    follows a TTL below twice the timeout can only see those).
+    again, unless a close was seen just above it).
 
     A learned TTL only shortens a configured or announced one. It lengthens the
     default only up to the proven TTL: with no close seen, the TTL is
-    ``max(default, lower_bound)``. Probes (:meth:`probe_limit`) are how
-    ``lower_bound`` grows past the default.
+    ``max(default, proven)``. Probes (:meth:`probe_limit`) and idle connections seen
+    open are how the proven idle grows past the default.
 
-    A server whose timeout changes contradicts old evidence. A reuse succeeding after
-    longer than a seen close is proof: the close bound is dropped at once. A close after
-    less than a seen success may be noise (a crash, a restart): it is ignored once, and
-    a second such close drops the success bound. All learned bounds are forgotten
+    Not every close is an idle timeout, and reading one as such would turn reuse off
+    for ``learn_memory`` (a "timeout" of 0.01 s). A close teaches nothing about the
+    idle timeout when:
+
+    * it came after less idle than ``MIN_IDLE_EVIDENCE_FRACTION`` of the default TTL;
+    * it is one of ``RESTART_BURST`` closes within ``RESTART_WINDOW`` seconds of
+      connections that were all open before the first of them closed (a restart or a
+      deploy resets every connection at once; closes of connections opened one after
+      the other are not a burst);
+    * it is one of ``SAME_COUNT_CLOSES`` closes after the same number of requests, each
+      after an idle that was kept before (a per-connection request limit: learned as
+      :attr:`learned_max_requests` instead);
+    * it came after less idle than a reuse survived: noise (a crash) unless a second
+      such close follows, which means the server now closes sooner.
+
+    A pattern is seen only once its second or third close arrives: the closes it
+    explains are then taken back from the bounds. All learned bounds are forgotten
     ``KeepAlive.learn_memory`` seconds after the last close that set them.
 
     Time comes from the injected ``clock`` (monotonic seconds).
@@ -310,6 +401,7 @@ class OriginKeepAlive:
 
     __slots__ = (
         "_clock",
+        "_closes",
         "_config",
         "_header_at",
         "_header_limit",
@@ -317,11 +409,14 @@ class OriginKeepAlive:
         "_learned_at",
         "_lock",
         "_lower",
+        "_max_requests",
         "_open",
         "_pending_stale",
         "_rng",
         "_upper",
+        "_witness",
         "origin",
+        "retry_budget",
     )
 
     def __init__(
@@ -353,11 +448,30 @@ class OriginKeepAlive:
         self._header_at: float | None = None
         self._learned_at: float | None = None
         self._pending_stale: float | None = None
+        self._max_requests: int | None = None
+        self._closes: collections.deque[_Close] = collections.deque(maxlen=CLOSE_HISTORY)
+        #: Requests and retries of this origin, for ``RetryPolicy.budget``.
+        self.retry_budget = RetryBudgetState()
+        self._witness: _Witness | None = None
 
     @property
     def config(self) -> KeepAlive:
         """The configuration."""
         return self._config
+
+    def note_request(self) -> None:
+        """Count one request to this origin: its deposit into the retry budget."""
+        self.retry_budget.deposit(self._clock.now())
+
+    @property
+    def clock(self) -> Clock:
+        """The monotonic clock."""
+        return self._clock
+
+    @property
+    def rng(self) -> random.Random:
+        """The random generator for jitter (connections draw their lease from it)."""
+        return self._rng
 
     @property
     def lower_bound(self) -> float | None:
@@ -367,11 +481,25 @@ class OriginKeepAlive:
             return self._lower
 
     @property
+    def open_bound(self) -> float | None:
+        """Largest idle seconds after which an idle connection was seen still open."""
+        with self._lock:
+            self._forget_expired()
+            return self._open
+
+    @property
     def upper_bound(self) -> float | None:
         """Smallest idle seconds after which the server had closed (timeout is at most)."""
         with self._lock:
             self._forget_expired()
             return self._upper
+
+    @property
+    def learned_max_requests(self) -> int | None:
+        """Requests per connection learned from closes after the same request count."""
+        with self._lock:
+            self._forget_expired()
+            return self._max_requests
 
     def _forget_expired(self) -> None:
         memory = self._config.learn_memory
@@ -381,6 +509,8 @@ class OriginKeepAlive:
             self._lower = self._upper = self._open = None
             self._learned_at = None
             self._pending_stale = None
+            self._max_requests = None
+            self._closes.clear()
 
     @property
     def header_timeout(self) -> float | None:
@@ -441,65 +571,278 @@ class OriginKeepAlive:
             if self._lower is None or idle_seconds > self._lower:
                 self._lower = idle_seconds
 
-    def observe_stale(self, idle_seconds: float) -> None:
+    def observe_stale(
+        self,
+        idle_seconds: float,
+        *,
+        requests_served: int | None = None,
+        age_seconds: float | None = None,
+    ) -> None:
         """Record that a connection idle for ``idle_seconds`` was found closed by the server.
 
         Call it for a *reused* connection that failed as stale (reset, closed without
         response, broken pipe before any response byte); not for failures of fresh
         connections. For a close found by a liveness check, see
         :meth:`observe_closed_idle`.
-        """
-        self._observe_close(idle_seconds, liveness_check=False)
 
-    def _observe_close(self, idle_seconds: float, *, liveness_check: bool) -> None:
+        Args:
+            idle_seconds: How long the connection had been idle.
+            requests_served: Requests it had completed before; closes after the same
+                count on several connections teach a request limit, not an idle timeout.
+            age_seconds: How long it had been open; closes of connections that were
+                open together, at once, are a restart, not an idle timeout.
+        """
+        self._observe_close(
+            idle_seconds, liveness_check=False, served=requests_served, age=age_seconds
+        )
+
+    def _observe_close(
+        self,
+        idle_seconds: float,
+        *,
+        liveness_check: bool,
+        served: int | None = None,
+        age: float | None = None,
+    ) -> None:
         if not self._config.learn or not _is_sane(idle_seconds):
             return
+        if isinstance(served, bool) or not isinstance(served, int) or served < 1:
+            served = None
         with self._lock:
             self._forget_expired()
+            now = self._clock.now()
+            opened_at = now - age if age is not None and _is_sane(age) else None
+            close = _Close(
+                at=now,
+                idle=idle_seconds,
+                served=served,
+                liveness_check=liveness_check,
+                opened_at=opened_at,
+            )
+            explained = self._explain_locked(close)
+            if explained:
+                self._closes.append(close)
+                self._learned_at = now
+                return
+            if idle_seconds < self._config.default_idle_ttl * MIN_IDLE_EVIDENCE_FRACTION:
+                self._closes.append(close)
+                return  # too short for any idle timeout: a crash or a limit
+            if self._open is not None and idle_seconds <= self._open:
+                self._open = None  # a connection seen open at least this long was weak
+            close = dataclasses.replace(
+                close,
+                applied=True,
+                upper_before=self._upper,
+                pending_before=self._pending_stale,
+                lower_before=self._lower,
+            )
+            self._closes.append(close)
             if self._lower is not None and idle_seconds <= self._lower:
                 if liveness_check:
-                    return  # closed for another reason (see observe_closed_idle)
+                    # Closed for another reason (see observe_closed_idle).
+                    self._closes[-1] = dataclasses.replace(close, applied=False)
+                    return
                 if self._pending_stale is None:
-                    # Contradicts a seen success: maybe noise (a crash, a restart). Wait
-                    # for a second such close before believing the server changed.
+                    # Contradicts a seen success: maybe noise (a crash). Wait for a
+                    # second such close before believing the server changed.
                     self._pending_stale = idle_seconds
+                    self._learned_at = now
                     return
                 idle_seconds = min(idle_seconds, self._pending_stale)
                 self._lower = None  # the server now closes sooner
             self._pending_stale = None
             if self._upper is None or idle_seconds < self._upper:
                 self._upper = idle_seconds
-            self._learned_at = self._clock.now()
+            self._learned_at = now
+
+    def _explain_locked(self, close: _Close) -> bool:
+        """Whether ``close`` completes a restart burst or a request-count pattern.
+
+        When it does, the earlier closes of the pattern are taken back from the bounds
+        (newest first, so each restores what it found), and True is returned.
+        """
+        pattern: list[_Close] = []
+        # A request limit first: connections that reach the same count together (a pool
+        # of 50 busy connections, each closed after its 5th request) also close in a
+        # burst, but a restart resets connections whatever their request counts.
+        kept = max(self._lower or 0.0, self._open or 0.0)
+        floor = self._config.default_idle_ttl * MIN_IDLE_EVIDENCE_FRACTION
+        if (
+            close.served is not None
+            and not close.liveness_check
+            # After an idle that was kept before: not an idle timeout, so a limit.
+            and (close.idle <= kept or close.idle < floor)
+        ):
+            same = [
+                c
+                for c in self._closes
+                if c.served == close.served
+                and not c.liveness_check
+                and (c.idle <= kept or c.idle < floor)
+            ]
+            if len(same) + 1 >= SAME_COUNT_CLOSES:
+                pattern = same
+                self._max_requests = (
+                    close.served
+                    if self._max_requests is None
+                    else min(self._max_requests, close.served)
+                )
+        if not pattern and close.opened_at is not None:
+            recent = [
+                c
+                for c in self._closes
+                if close.at - c.at <= RESTART_WINDOW and c.opened_at is not None
+            ]
+            first = min([c.at for c in recent] + [close.at])
+            burst = [c for c in recent if c.opened_at is not None and c.opened_at < first]
+            if close.opened_at < first and len(burst) + 1 >= RESTART_BURST:
+                pattern = burst
+        if not pattern and not (close.served is not None and self._max_requests == close.served):
+            return False
+        for earlier in reversed(pattern):
+            if earlier.applied:
+                self._upper = earlier.upper_before
+                self._pending_stale = earlier.pending_before
+                self._lower = earlier.lower_before
+        for index, earlier in enumerate(self._closes):
+            if earlier in pattern:
+                self._closes[index] = dataclasses.replace(earlier, applied=False)
+        return True
+
+    # -- the witness ------------------------------------------------------------------
+
+    @property
+    def witness_held(self) -> bool:
+        """Whether an expired connection is kept open to watch the server (offer_witness)."""
+        return self._witness is not None
+
+    def offer_witness(
+        self,
+        handle: object,
+        *,
+        last_used_at: float,
+        created_at: float,
+        close: Callable[[], None],
+    ) -> bool:
+        """Offer an idle connection that is being discarded while still open; True: kept.
+
+        Requests that cannot be retried reuse a connection only below the idle proven
+        kept (:meth:`safe_idle`), and steady traffic of them never proves more than its
+        own pace: every connection it discards is seen open at that pace, no longer. A
+        witness is one such connection kept open and unused (one per origin at most),
+        so that it is seen open at twice, three times the pace (proving a longer idle)
+        or is closed by the server (an upper bound from its FIN): a passive
+        ``rstsafe probe`` that costs one socket and no request.
+
+        Kept only when ``KeepAlive.witness`` and ``learn`` are on, no timeout is
+        configured or announced, and no witness is held. The adapter then keeps the
+        socket open (the host library must not close it) and reports on it with
+        :meth:`check_witness`; ``close`` closes it, called once, by whoever releases it.
+
+        Args:
+            handle: The adapter's handle on the connection (a socket), passed back to
+                the ``is_open`` of :meth:`check_witness`.
+            last_used_at: When its last response was read (the clock's seconds).
+            created_at: When it was established.
+            close: Closes it gracefully.
+        """
+        config = self._config
+        if not (config.witness and config.learn):
+            return False
+        with self._lock:
+            if (
+                self._witness is not None
+                or config.server_keepalive is not None
+                or self._header_timeout is not None
+            ):
+                return False
+            self._witness = _Witness(
+                handle=handle, last_used_at=last_used_at, created_at=created_at, close=close
+            )
+            return True
+
+    def check_witness(self, is_open: Callable[[object], bool]) -> None:
+        """Look at the witness, if one is held, and learn from it. Adapters call it per request.
+
+        ``is_open(handle)`` answers whether the connection is still open (no FIN, not
+        readable); it is called outside the lock. Seen open after *t* seconds idle: the
+        server keeps connections at least about *t* (:meth:`observe_open`). Closed: an
+        upper bound (:meth:`observe_closed_idle`), and the witness is released. It is
+        also released once a timeout is announced or it is past its max lifetime.
+        """
+        witness = self._witness
+        if witness is None:
+            return
+        now = self._clock.now()
+        idle = max(0.0, now - witness.last_used_at)
+        age = max(0.0, now - witness.created_at)
+        lifetime = self._config.max_lifetime
+        if self._header_timeout is not None or (lifetime is not None and age >= lifetime):
+            self._release(witness)
+            return
+        try:
+            alive = is_open(witness.handle)
+        except Exception:  # a broken socket is a closed one
+            alive = False
+        if self._witness is not witness:
+            return  # another thread released it meanwhile
+        if alive:
+            self.observe_open(idle)
+            return
+        if self._release(witness):
+            self.observe_closed_idle(idle, age_seconds=age)
+
+    def release_witness(self) -> None:
+        """Close the witness, if one is held (adapters call it when their pool closes)."""
+        witness = self._witness
+        if witness is not None:
+            self._release(witness)
+
+    def _release(self, witness: _Witness) -> bool:
+        """Drop ``witness`` if it is still the one held, and close it; True if it was."""
+        with self._lock:
+            if self._witness is not witness:
+                return False
+            self._witness = None
+        # Closing an already broken socket may raise; there is nothing more to do.
+        with contextlib.suppress(Exception):
+            witness.close()
+        return True
 
     def observe_open(self, idle_seconds: float) -> None:
         """Record that an idle connection was still open (no FIN, no reset) after ``idle_seconds``.
 
-        Weak evidence (a middlebox may have dropped it silently, a FIN may be on its
-        way), used only to let probes reach that far (:meth:`probe_limit`), never for
-        the TTL itself. Adapters report it for connections they expire by idle time.
+        Adapters report it for connections they expire by idle time and find still open.
+        It proves (weakly: a FIN may be on its way) that the server keeps idle
+        connections at least that long, so it raises the proven idle and, when nothing
+        is claimed, the TTL of every request; a later close at that idle or below takes
+        it back.
         """
         if not self._config.learn or not _is_sane(idle_seconds):
             return
         with self._lock:
+            self._forget_expired()
+            if self._upper is not None and idle_seconds >= self._upper:
+                return  # contradicted by a close: a FIN on its way, or a silent drop
             if self._open is None or idle_seconds > self._open:
                 self._open = idle_seconds
 
-    def observe_closed_idle(self, idle_seconds: float) -> None:
+    def observe_closed_idle(self, idle_seconds: float, *, age_seconds: float | None = None) -> None:
         """Record that a liveness check found an idle connection closed by the server.
 
         The server closed it at most ``idle_seconds`` after its last response: an upper
-        bound, as for :meth:`observe_stale`, unless a reuse survived at least as long
-        (then it was closed for another reason, e.g. a restart closing every idle
-        connection at once, and it teaches nothing).
+        bound, as for :meth:`observe_stale`, unless a reuse survived at least as long or
+        it is one of a burst (then it was closed for another reason, e.g. a restart
+        closing every idle connection at once, and it teaches nothing).
         """
-        self._observe_close(idle_seconds, liveness_check=True)
+        self._observe_close(idle_seconds, liveness_check=True, age=age_seconds)
 
     def observe_attempt(self, facts: ConnectionFacts, failure: Failure | None = None) -> None:
         """Learn from one attempt on a reused connection; ignores fresh connections.
 
         A success (``failure`` None) after ``facts.idle_seconds`` is a lower bound; a
-        stale failure (:attr:`Failure.stale`) is an upper bound; other failures teach
-        nothing.
+        stale failure (:attr:`Failure.stale`) is an upper bound (with the request count,
+        see :meth:`observe_stale`); other failures teach nothing.
 
         Args:
             facts: The connection facts of the attempt.
@@ -510,13 +853,20 @@ class OriginKeepAlive:
         if failure is None:
             self.observe_reused_ok(facts.idle_seconds)
         elif failure.stale:
-            self.observe_stale(facts.idle_seconds)
+            self.observe_stale(
+                facts.idle_seconds,
+                requests_served=facts.requests_served,
+                age_seconds=facts.age_seconds,
+            )
 
     def reset(self) -> None:
-        """Forget everything observed (header and learning)."""
+        """Forget everything observed (header and learning); release the witness."""
+        self.release_witness()
         with self._lock:
             self._lower = self._upper = self._open = None
             self._learned_at = self._pending_stale = None
+            self._max_requests = None
+            self._closes.clear()
             self._header_timeout = None
             self._header_limit = None
             self._header_at = None
@@ -527,11 +877,35 @@ class OriginKeepAlive:
             self._forget_expired()
             return self._estimate()
 
+    def _seen_open(self) -> float | None:
+        """The idle seen open, less ``margin_fraction`` of it; under the lock.
+
+        A connection seen open proves less than a reuse that survived: the server may
+        have closed it already, its FIN still on the way (as far behind as the network
+        is slow, and :class:`rstsafe.testing.IdleCloseWithLag` makes it slower still).
+        A proportional margin, not the absolute one, keeps it below the server's timeout
+        however long the timeout is.
+        """
+        if self._open is None:
+            return None
+        return self._open * (1.0 - self._config.margin_fraction)
+
+    def _proven(self) -> float | None:
+        """The idle proven safe to wait: survived, or seen open less the margin; under
+        the lock."""
+        seen_open = self._seen_open()
+        if self._lower is None:
+            return seen_open
+        if seen_open is None:
+            return self._lower
+        return max(self._lower, seen_open)
+
     def _estimate(self) -> float | None:
         if self._upper is None:
             return None
         half = self._upper / 2.0
-        return half if self._lower is None else max(self._lower, half)
+        proven = self._proven()
+        return half if proven is None else max(proven, half)
 
     def _ttl_locked(self) -> tuple[float, TTLSource, float | None]:
         """The TTL before jitter, its source and server timeout; under the lock."""
@@ -539,8 +913,9 @@ class OriginKeepAlive:
         self._forget_expired()
         estimate = self._estimate()
         conservative = None if estimate is None else config.ttl_below(estimate)
-        # The proven TTL: an idle a reuse survived, unless a close was seen just above it.
-        proven = self._lower
+        # The proven TTL: an idle that survived (or was seen open), unless a close was
+        # seen just above it.
+        proven = self._proven()
         if proven is not None:
             for bound in (self._upper, self._pending_stale):
                 if bound is not None:
@@ -548,7 +923,7 @@ class OriginKeepAlive:
         learned = conservative
         if proven is not None and (learned is None or proven > learned):
             learned = proven
-        learned_server = estimate if estimate is not None else self._lower
+        learned_server = estimate if estimate is not None else self._proven()
         claimed = config.server_keepalive
         source = TTLSource.CONFIGURED
         if claimed is None:
@@ -569,12 +944,54 @@ class OriginKeepAlive:
             return ttl, TTLSource.LEARNED, learned_server
         return base, TTLSource.DEFAULT, None
 
+    def _safe_idle_locked(self, ttl: float) -> float:
+        """The idle below which a request that cannot be retried may reuse; under the lock.
+
+        A claimed timeout (configured or announced) is followed as for every request.
+        Otherwise the idle must be below what is proven kept, less a margin: a reuse
+        that survived *t* proves the server kept the connection longer than *t* plus the
+        request's way there, so ``PROOF_MARGIN`` (5 %) covers the variance of that way;
+        a connection seen open at *t* proves less (its FIN may be on its way) and counts
+        for ``(1 - margin_fraction)`` of *t*. With nothing proven, below the floor under
+        which no idle timeout is believed (``MIN_IDLE_EVIDENCE_FRACTION`` of the default
+        TTL). Never above the TTL.
+        """
+        config = self._config
+        if config.server_keepalive is not None or self._header_timeout is not None:
+            return ttl
+        floor = config.default_idle_ttl * MIN_IDLE_EVIDENCE_FRACTION
+        survived = 0.0 if self._lower is None else self._lower * (1.0 - PROOF_MARGIN)
+        seen_open = self._seen_open() or 0.0
+        return min(max(floor, survived, seen_open), ttl)
+
     def idle_ttl(self) -> IdleTTL:
         """The idle TTL to apply now (margin and jitter included), and its source."""
+        return self.idle_ttl_for(self._rng.random())
+
+    def idle_ttl_for(self, draw: float) -> IdleTTL:
+        """The idle TTL for a connection whose jitter draw (in [0, 1)) is ``draw``.
+
+        No side effect: a connection draws once, when it is returned idle
+        (:class:`rstsafe._core.attempts.ConnectionLife`), so that checking it many times
+        gives one answer.
+        """
         with self._lock:
             base, source, server = self._ttl_locked()
-            seconds = jittered(base, self._config.jitter, self._rng)
+        seconds = base * (1.0 - self._config.jitter * draw) if base > 0 else base
         return IdleTTL(seconds=seconds, source=source, server_timeout=server, before_jitter=base)
+
+    def safe_idle(self) -> float:
+        """Idle seconds below which a request that cannot be retried may reuse a connection.
+
+        A request whose stale failure could not be retried transparently (a POST without
+        ``Idempotency-Key``, a body that cannot be sent again) goes on a reused
+        connection only when its idle time is below what is proven alive, less the
+        margin; otherwise on a fresh one, so that it never meets the keep-alive race.
+        Before jitter.
+        """
+        with self._lock:
+            ttl, _, _ = self._ttl_locked()
+            return self._safe_idle_locked(ttl)
 
     def probe_limit(self) -> float | None:
         """How long idle a connection may be for a probe to reuse it; None: no probing.
@@ -618,6 +1035,9 @@ class OriginKeepAlive:
         now: float,
         requests_remaining: int | None = None,
         probe: bool | Callable[[], bool] = False,
+        retryable: bool | Callable[[], bool] | None = None,
+        ttl_draw: float | None = None,
+        lifetime_draw: float | None = None,
     ) -> str | None:
         """Why a pooled connection must not be reused now, or None if it may be.
 
@@ -632,13 +1052,22 @@ class OriginKeepAlive:
                 :meth:`probe_limit` is allowed. A callable is asked only when the idle
                 is past the TTL (working out a request's replayability costs more than
                 the rest of this check).
+            retryable: Whether the request would be retried at once if the connection
+                turned out stale. False (or a callable answering False) applies the
+                safe-send rule (:meth:`safe_idle`); None: not known, the rule is not
+                applied. A callable is asked only when the idle is past the safe idle.
+            ttl_draw: The connection's jitter draw for its idle TTL, in [0, 1); None
+                draws one now (a side effect: connections pass their own).
+            lifetime_draw: Likewise for its max lifetime.
 
         Returns:
             A short human-readable reason, or None when the connection may be reused.
         """
         config = self._config
         idle = max(0.0, now - last_used_at)
-        ttl = self.idle_ttl()
+        if ttl_draw is None:
+            ttl_draw = self._rng.random()
+        ttl = self.idle_ttl_for(ttl_draw)
         if idle >= ttl.seconds:
             may_probe = probe() if callable(probe) else probe
             limit = self.probe_limit() if may_probe else None
@@ -648,15 +1077,30 @@ class OriginKeepAlive:
                     if ttl.server_timeout is not None
                     else ")"
                 )
-        if config.max_lifetime is not None:
+        elif retryable is not None and requests_served > 0:
             with self._lock:
-                lifetime = jittered(config.max_lifetime, config.jitter, self._rng)
+                safe = self._safe_idle_locked(ttl.before_jitter)
+            if idle >= safe * (1.0 - config.jitter * ttl_draw):
+                can_retry = retryable() if callable(retryable) else retryable
+                if not can_retry:
+                    return (
+                        f"idle {idle:.2f} s >= {_secs(safe)} s proven alive, for a request"
+                        " that could not be retried"
+                    )
+        if config.max_lifetime is not None:
+            if lifetime_draw is None:
+                lifetime_draw = self._rng.random()
+            lifetime = config.max_lifetime * (1.0 - config.jitter * lifetime_draw)
             age = max(0.0, now - created_at)
             if age >= lifetime:
                 return f"age {age:.2f} s >= max lifetime {lifetime:.2f} s"
         if requests_remaining is not None and requests_remaining <= 0:
             return "the server allows no more requests on it (Keep-Alive max=0)"
-        limits = [n for n in (config.max_requests, self.header_max_requests) if n is not None]
+        limits = [
+            n
+            for n in (config.max_requests, self.header_max_requests, self.learned_max_requests)
+            if n is not None
+        ]
         if limits and requests_served >= min(limits):
             return f"served {requests_served} requests >= max requests {min(limits)}"
         return None
@@ -686,10 +1130,10 @@ class OriginKeepAlive:
 
     def describe(self) -> str:
         """A one-line summary for error messages, e.g. ``server keep-alive learned: 5 s``."""
-        ttl = self.idle_ttl()
+        ttl = self.idle_ttl_for(0.0)
         if ttl.source is TTLSource.LEARNED:
             with self._lock:
-                lower, upper = self._lower, self._upper
+                lower, upper = max(self._lower or 0.0, self._open or 0.0) or None, self._upper
             if lower is not None and upper is not None:
                 return f"server keep-alive learned: {_secs(lower)}-{_secs(upper)} s"
             if upper is not None:
@@ -704,7 +1148,9 @@ class OriginKeepAlive:
         with self._lock:
             return (
                 f"OriginKeepAlive(origin={self.origin!r}, lower_bound={self._lower!r}, "
-                f"upper_bound={self._upper!r}, header_timeout={self._header_timeout!r})"
+                f"open_bound={self._open!r}, upper_bound={self._upper!r}, "
+                f"header_timeout={self._header_timeout!r}, "
+                f"learned_max_requests={self._max_requests!r})"
             )
 
 
@@ -722,14 +1168,23 @@ def _is_sane(idle_seconds: float) -> bool:
     )
 
 
+# Origins whose state a registry keeps; the least recently used is dropped beyond it
+# (its connections keep working: a dropped origin starts again from what it announces
+# and the default). urllib3's PoolManager keeps 10 pools (num_pools), LRU as well;
+# Go, OkHttp and httpx keep a pool per host without a bound. The state of one origin is
+# a few hundred bytes, so 1,024 costs well under a megabyte.
+DEFAULT_MAX_ORIGINS = 1024
+
+
 class KeepAliveRegistry:
     """Per-origin :class:`OriginKeepAlive` states sharing one configuration; thread safe.
 
     One registry per pool (or per client): adapters look the state up by origin for
-    every connection they open or reuse.
+    every connection they open or reuse. Bounded: beyond ``max_origins`` the least
+    recently used origin is forgotten.
     """
 
-    __slots__ = ("_clock", "_config", "_lock", "_rng", "_states")
+    __slots__ = ("_clock", "_config", "_lock", "_max_origins", "_rng", "_states")
 
     def __init__(
         self,
@@ -737,6 +1192,7 @@ class KeepAliveRegistry:
         *,
         rng: random.Random | None = None,
         clock: Clock | None = None,
+        max_origins: int = DEFAULT_MAX_ORIGINS,
     ) -> None:
         """Create an empty registry.
 
@@ -744,12 +1200,25 @@ class KeepAliveRegistry:
             config: The configuration every origin uses (default ``KeepAlive()``).
             rng: Random generator shared by the origins for jitter.
             clock: Monotonic clock shared by the origins.
+            max_origins: How many origins to keep (least recently used dropped).
         """
+        if config is not None and not isinstance(config, KeepAlive):
+            raise TypeError(f"config must be a rstsafe.KeepAlive, got {type(config).__name__}")
+        if isinstance(max_origins, bool) or not isinstance(max_origins, int):
+            raise TypeError(f"max_origins must be an int, got {type(max_origins).__name__}")
+        if max_origins < 1:
+            raise ValueError(f"max_origins must be >= 1, got {max_origins!r}")
         self._config = config if config is not None else KeepAlive()
         self._rng = rng if rng is not None else random.Random()
         self._clock: Clock = clock if clock is not None else MonotonicClock()
         self._lock = threading.Lock()
-        self._states: dict[Origin, OriginKeepAlive] = {}
+        self._max_origins = max_origins
+        self._states: collections.OrderedDict[Origin, OriginKeepAlive] = collections.OrderedDict()
+
+    @property
+    def max_origins(self) -> int:
+        """How many origins the registry keeps."""
+        return self._max_origins
 
     @property
     def config(self) -> KeepAlive:
@@ -766,7 +1235,22 @@ class KeepAliveRegistry:
                     self._config, origin=origin, rng=self._rng, clock=self._clock
                 )
                 self._states[origin] = state
-            return state
+                dropped = None
+                if len(self._states) > self._max_origins:
+                    _, dropped = self._states.popitem(last=False)
+            else:
+                self._states.move_to_end(origin)
+                return state
+        if dropped is not None:
+            dropped.release_witness()
+        return state
+
+    def close(self) -> None:
+        """Release every origin's witness (adapters call it when their pool closes)."""
+        with self._lock:
+            states = list(self._states.values())
+        for state in states:
+            state.release_witness()
 
     def for_origin(self, origin: Origin) -> OriginKeepAlive:
         """The state of ``origin``, created on first use."""

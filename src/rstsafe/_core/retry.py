@@ -39,6 +39,7 @@ import tenacity
 from tenacity import retry_base
 from tenacity.wait import wait_base
 
+from rstsafe._core.budget import DEFAULT_RETRY_BUDGET, RetryBudget
 from rstsafe._core.classify import _STALE_KINDS, ConnectionFacts, Failure, FailureKind, classify
 from rstsafe._core.clock import jittered
 from rstsafe._core.idempotency import (
@@ -210,18 +211,39 @@ def parse_retry_after(value: str | bytes | None, *, now: float) -> float | None:
 
 
 def _int_at_least(name: str, value: int, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+    """Check a count: TypeError for a non-int (or a bool), ValueError below ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+    if value < minimum:
         raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
 
 
 def _seconds(name: str, value: float) -> None:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not math.isfinite(value)
-        or value < 0
-    ):
+    """Check a duration: TypeError for a non-number, ValueError if not finite and >= 0."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}")
+    if not math.isfinite(value) or value < 0:
         raise ValueError(f"{name} must be finite and >= 0, got {value!r}")
+
+
+def _frozen(name: str, value: object, kind: type[Any]) -> frozenset[Any]:
+    """A collection of ``kind`` as a frozenset; TypeError naming ``name`` otherwise."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, (set, frozenset, list, tuple)):
+        raise TypeError(
+            f"{name} must be a set of {kind.__name__}, got {type(value).__name__} {value!r}"
+        )
+    for item in value:
+        if isinstance(item, bool) or not isinstance(item, kind):
+            raise TypeError(
+                f"{name} must be a set of {kind.__name__}, got {type(item).__name__} {item!r}"
+            )
+    return frozenset(value)
+
+
+# Statuses that may be retried: a 4xx or 5xx asks the client to come back (429, 503,
+# 408, 502, 504). A 1xx is interim, a 2xx a success, a 3xx a redirect the host
+# library follows; resending any of them is a mistake, so they are rejected.
+_RETRYABLE_STATUS_RANGE = range(400, 600)
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -245,6 +267,10 @@ class RetryPolicy:
             exceed this many seconds (stamina's ``timeout``); None for no limit. Needs the
             driver to pass ``elapsed``.
         rules: Which requests are idempotent (used by the tenacity helpers).
+        budget: The per-origin retry budget every retry but the first immediate retry
+            after a stale reused connection draws from (:class:`rstsafe.RetryBudget`:
+            20 % of requests plus 10 per second, over 10 s); None for no budget. Applied
+            by the adapters' drivers, which keep one budget state per origin.
     """
 
     retries: int = 3
@@ -258,23 +284,42 @@ class RetryPolicy:
     max_retry_after: float = 60.0
     timeout: float | None = None
     rules: IdempotencyRules = DEFAULT_IDEMPOTENCY_RULES
+    budget: RetryBudget | None = DEFAULT_RETRY_BUDGET
 
     def __post_init__(self) -> None:
+        if self.budget is not None and not isinstance(self.budget, RetryBudget):
+            raise TypeError(
+                f"budget must be a rstsafe.RetryBudget or None, got {type(self.budget).__name__}"
+            )
+        if not isinstance(self.rules, IdempotencyRules):
+            raise TypeError(
+                f"rules must be a rstsafe.IdempotencyRules, got {type(self.rules).__name__}"
+            )
+        # 0 retries: no retry after backoff (immediate stale retries still apply);
+        # 0 stale retries: a stale reused connection is not retried at once.
         _int_at_least("retries", self.retries, 0)
         _int_at_least("max_stale_retries", self.max_stale_retries, 0)
+        # Zero waits mean what they say: retry without waiting (as in a test suite).
         _seconds("wait_initial", self.wait_initial)
         _seconds("wait_max", self.wait_max)
+        # 0: a response that asks for any wait (Retry-After > 0) is not retried.
         _seconds("max_retry_after", self.max_retry_after)
         if self.timeout is not None:
+            # 0: no retry once any time has passed since the first attempt.
             _seconds("timeout", self.timeout)
-        if not isinstance(self.wait_exp_base, (int, float)) or not self.wait_exp_base >= 1:
+        _seconds("wait_exp_base", self.wait_exp_base)
+        if not self.wait_exp_base >= 1:
             raise ValueError(f"wait_exp_base must be >= 1, got {self.wait_exp_base!r}")
-        if not isinstance(self.jitter, (int, float)) or not 0.0 <= self.jitter < 1.0:
+        _seconds("jitter", self.jitter)
+        if not self.jitter < 1.0:
             raise ValueError(f"jitter must be in [0, 1), got {self.jitter!r}")
-        object.__setattr__(self, "retry_on", frozenset(self.retry_on))
-        statuses = frozenset(self.retry_statuses)
-        for status in statuses:
-            _int_at_least("retry_statuses", status, 100)
+        object.__setattr__(self, "retry_on", _frozen("retry_on", self.retry_on, FailureKind))
+        statuses = _frozen("retry_statuses", self.retry_statuses, int)
+        for status in sorted(statuses):
+            if status not in _RETRYABLE_STATUS_RANGE:
+                raise ValueError(
+                    f"retry_statuses must be 4xx or 5xx statuses (429, 503, ...), got {status!r}"
+                )
         object.__setattr__(self, "retry_statuses", statuses)
 
     # -- backoff ---------------------------------------------------------------------

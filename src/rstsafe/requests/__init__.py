@@ -17,16 +17,16 @@ from rstsafe.requests._adapter import (
     ConnectTimeout,
     HTTPAdapter,
     MaybeSentConnectionError,
+    MaybeSentConnectTimeout,
     NotSentConnectionError,
-    ReadTimeout,
     Session,
 )
 
 __all__ = (
     "ConnectTimeout",
     "HTTPAdapter",
+    "MaybeSentConnectTimeout",
     "MaybeSentConnectionError",
     "NotSentConnectionError",
-    "ReadTimeout",
     "Session",
 )

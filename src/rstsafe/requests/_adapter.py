@@ -1,21 +1,23 @@
 """requests that survives resets: an ``HTTPAdapter`` on rstsafe's urllib3 pools, a Session.
 
 The adapter only swaps the pool managers (``init_poolmanager``, ``proxy_manager_for``)
-for :mod:`rstsafe.urllib3`'s, where the attempts loop runs, and translates the error
-raised when rstsafe gives up into a requests exception that existing ``except``
-clauses catch and that carries the facts:
+for :mod:`rstsafe.urllib3`'s, where a stale reused connection is retried at once when that
+is safe. Every other retry is requests' own (``max_retries``, a urllib3 ``Retry``), and so
+is every error rstsafe did not act on: same class, same message, same ``args``.
 
-==========================  ======================================================
-failure                     raised
-==========================  ======================================================
-connect timeout             :class:`ConnectTimeout` (``requests.ConnectTimeout``)
-read timeout                :class:`ReadTimeout` (``requests.ReadTimeout``)
-other, nothing sent         :class:`NotSentConnectionError` (``requests.ConnectionError``)
-other, maybe sent           :class:`MaybeSentConnectionError` (``requests.ConnectionError``)
-==========================  ======================================================
+When rstsafe did retry a stale connection and the request still failed, the error is a
+subclass of exactly what requests raised, with requests' ``args`` (``e.args[0]`` is the
+urllib3 error, itself rstsafe's subclass with the facts), ``request`` and ``response``:
 
-Everything rstsafe does not handle keeps requests' own exception (``SSLError``,
-``ProxyError``, ``InvalidURL``, ``RetryError``...).
+==============================  ==============================================
+requests raised                 rstsafe raises
+==============================  ==============================================
+``requests.ConnectionError``    :class:`NotSentConnectionError` / :class:`MaybeSentConnectionError`
+``requests.ConnectTimeout``     :class:`ConnectTimeout` / :class:`MaybeSentConnectTimeout`
+==============================  ==============================================
+
+Anything else (``SSLError``, ``ProxyError``, ``RetryError``, ``ReadTimeout``...) is
+requests' own. Private requests names used here are listed in :mod:`rstsafe._compat.requests`.
 """
 
 from __future__ import annotations
@@ -29,86 +31,94 @@ from requests import PreparedRequest, Response
 from requests.adapters import DEFAULT_POOLBLOCK, DEFAULT_POOLSIZE, DEFAULT_RETRIES
 from urllib3.util.retry import Retry
 
-from rstsafe._core.classify import Delivery, FailureKind
+from rstsafe._compat.requests import ATTRS, pool_settings
 from rstsafe._core.errors import RequestMaybeSentError, RequestNotSentError, RstsafeError
 from rstsafe._core.keepalive import KeepAlive, KeepAliveRegistry
 from rstsafe._core.retry import RetryPolicy
 from rstsafe.sockets._helpers import SocketOption
-from rstsafe.urllib3._pools import PoolManager, ProxyManager
+from rstsafe.urllib3._pools import PoolManager, ProxyManager, _stale_only
 
 __all__ = (
     "ConnectTimeout",
     "HTTPAdapter",
+    "MaybeSentConnectTimeout",
     "MaybeSentConnectionError",
     "NotSentConnectionError",
-    "ReadTimeout",
     "Session",
 )
 
 
 class NotSentConnectionError(RequestNotSentError, requests.exceptions.ConnectionError):
-    """rstsafe gave up; provably nothing reached the server (a ``requests.ConnectionError``)."""
+    """requests' ``ConnectionError`` after rstsafe retried a stale connection; nothing sent."""
 
 
 class MaybeSentConnectionError(RequestMaybeSentError, requests.exceptions.ConnectionError):
-    """rstsafe gave up; the server may have received the request (``requests.ConnectionError``)."""
+    """requests' ``ConnectionError`` after a stale retry; the server may have the request."""
 
 
 class ConnectTimeout(RequestNotSentError, requests.exceptions.ConnectTimeout):
-    """rstsafe gave up after connect timeouts (a ``requests.ConnectTimeout``); nothing sent."""
+    """requests' ``ConnectTimeout`` after rstsafe retried a stale connection; nothing sent."""
 
 
-class ReadTimeout(RequestMaybeSentError, requests.exceptions.ReadTimeout):
-    """rstsafe gave up after a read timeout (a ``requests.ReadTimeout``); maybe sent."""
+class MaybeSentConnectTimeout(RequestMaybeSentError, requests.exceptions.ConnectTimeout):
+    """requests' ``ConnectTimeout`` after a stale retry whose first attempt may have been sent."""
 
 
-# requests' own classes that mean "the connection failed": rstsafe replaces these.
-# Subclasses with a meaning of their own (SSLError, ProxyError, ...) are kept as is.
-_REPLACEABLE = (
-    requests.exceptions.ConnectionError,
-    requests.exceptions.ConnectTimeout,
-    requests.exceptions.ReadTimeout,
-)
+# requests' exact class -> rstsafe's (not sent, maybe sent). Subclasses with a meaning of
+# their own (SSLError, ProxyError, ReadTimeout, ...) are not in it: they stay requests'.
+_CLASSES: dict[type[Exception], tuple[type[RstsafeError], type[RstsafeError]]] = {
+    requests.exceptions.ConnectionError: (NotSentConnectionError, MaybeSentConnectionError),
+    requests.exceptions.ConnectTimeout: (ConnectTimeout, MaybeSentConnectTimeout),
+}
 
 
-def _translate(exc: requests.RequestException, request: PreparedRequest) -> Exception | None:
-    """The rstsafe requests error for ``exc``, or None to let ``exc`` through."""
-    if type(exc) not in _REPLACEABLE:
+def _translate(exc: requests.RequestException) -> RstsafeError | None:
+    """rstsafe's subclass of requests' ``exc`` with the facts, or None to let ``exc`` through.
+
+    Only when requests wrapped an error of rstsafe.urllib3 (rstsafe acted on the request):
+    the new error has requests' ``args``, ``request`` and ``response`` unchanged.
+    """
+    classes = _CLASSES.get(type(exc))
+    if classes is None or not exc.args:
         return None
-    cause = next((a for a in exc.args if isinstance(a, RstsafeError)), None)
-    if cause is None or cause.failure is None:
+    cause = exc.args[0]
+    if not isinstance(cause, RstsafeError):
         return None
-    failure = cause.failure
-    cls: type[RstsafeError]
-    if failure.kind is FailureKind.CONNECT_TIMEOUT and failure.delivery is Delivery.NOT_SENT:
-        cls = ConnectTimeout
-    elif failure.kind is FailureKind.READ_TIMEOUT:
-        cls = ReadTimeout  # "maybe sent" is always a safe claim for a read timeout
-    elif failure.delivery is Delivery.NOT_SENT:
-        cls = NotSentConnectionError
-    else:
-        cls = MaybeSentConnectionError
-    error = cls(cause.message, failure=failure, history=cause.history, request=request)
-    error.__cause__ = cause
-    return error
+    cls = classes[0] if isinstance(cause, RequestNotSentError) else classes[1]
+    return cls(
+        cause.message,
+        failure=cause.failure,
+        history=cause.history,
+        host_args=exc.args,
+        request=exc.request,
+        response=exc.response,
+    )
 
 
 class HTTPAdapter(requests.adapters.HTTPAdapter):
     """requests' ``HTTPAdapter`` on rstsafe's urllib3 pools; mount it on any Session.
 
     Example:
-        ``session.mount("https://", rstsafe.requests.HTTPAdapter(retry=RetryPolicy(retries=2)))``
+        ``session.mount("https://", rstsafe.requests.HTTPAdapter(max_retries=Retry(2)))``
 
     Args:
         pool_connections: As for requests.
         pool_maxsize: As for requests.
-        max_retries: As for requests; urllib3's ``Retry`` keeps handling redirects and
-            status retries, rstsafe's ``retry`` handles transport failures.
+        max_retries: As for requests: it decides every retry except rstsafe's immediate
+            retry of a stale reused connection.
         pool_block: As for requests.
         keepalive: Keep-alive configuration (idle TTL, lifetime, requests per connection).
-        retry: rstsafe's retry policy (default ``RetryPolicy()``).
+        retry: rstsafe's retry policy (default ``RetryPolicy()``); only its stale-retry
+            part applies (``max_stale_retries``, ``retry_on``, ``rules``);
+            ``retry_statuses`` is refused (use ``max_retries=Retry(status_forcelist=...)``).
         socket_options: Socket options for new connections; default urllib3's defaults
             (``TCP_NODELAY``) plus TCP keepalive (:func:`rstsafe.keepalive_options`).
+        keepalive_registry: Per-origin keep-alive state to share with other adapters
+            (instead of ``keepalive``).
+
+    Raises:
+        ValueError: ``retry`` has ``retry_statuses``, or both ``keepalive`` and a
+            ``keepalive_registry`` with another configuration were given.
 
     Attributes:
         keepalive: The keep-alive configuration.
@@ -117,7 +127,7 @@ class HTTPAdapter(requests.adapters.HTTPAdapter):
     """
 
     __attrs__ = [  # noqa: RUF012 - requests' pickling protocol
-        *requests.adapters.HTTPAdapter.__attrs__,
+        *ATTRS,
         "keepalive",
         "retry_policy",
         "socket_options",
@@ -133,11 +143,21 @@ class HTTPAdapter(requests.adapters.HTTPAdapter):
         keepalive: KeepAlive | None = None,
         retry: RetryPolicy | None = None,
         socket_options: Iterable[SocketOption] | None = None,
+        keepalive_registry: KeepAliveRegistry | None = None,
     ) -> None:
-        self.keepalive = keepalive if keepalive is not None else KeepAlive()
+        if retry is not None and not isinstance(retry, RetryPolicy):
+            raise TypeError(f"retry must be a rstsafe.RetryPolicy, got {retry!r}")
         self.retry_policy = retry if retry is not None else RetryPolicy()
+        _stale_only(self.retry_policy)  # ValueError for retry_statuses, at construction
+        if keepalive_registry is None:
+            self.keepalive = keepalive if keepalive is not None else KeepAlive()
+            keepalive_registry = KeepAliveRegistry(self.keepalive)
+        elif keepalive is not None and keepalive != keepalive_registry.config:
+            raise ValueError("keepalive: give either keepalive or keepalive_registry, not both")
+        else:
+            self.keepalive = keepalive_registry.config
         self.socket_options = None if socket_options is None else list(socket_options)
-        self.keepalive_registry = KeepAliveRegistry(self.keepalive)
+        self.keepalive_registry = keepalive_registry
         super().__init__(pool_connections, pool_maxsize, max_retries, pool_block)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -153,9 +173,10 @@ class HTTPAdapter(requests.adapters.HTTPAdapter):
         **pool_kwargs: Any,
     ) -> None:
         """Build the rstsafe :class:`~rstsafe.urllib3.PoolManager` (requests' hook)."""
-        self._pool_connections = connections
-        self._pool_maxsize = maxsize
-        self._pool_block = block
+        # requests' own hook records the settings (its private _pool_* fields, which
+        # proxy_manager_for reads); the plain manager it builds holds no connection yet.
+        super().init_poolmanager(connections, maxsize, block, **pool_kwargs)
+        self.poolmanager.clear()
         if self.socket_options is not None:  # else the manager's default (keepalive added)
             pool_kwargs.setdefault("socket_options", self.socket_options)
         self.poolmanager = PoolManager(
@@ -176,12 +197,13 @@ class HTTPAdapter(requests.adapters.HTTPAdapter):
             return super().proxy_manager_for(proxy, **proxy_kwargs)
         if self.socket_options is not None:
             proxy_kwargs.setdefault("socket_options", self.socket_options)
+        connections, maxsize, block = pool_settings(self)
         manager = ProxyManager(
             proxy,
             proxy_headers=self.proxy_headers(proxy),
-            num_pools=self._pool_connections,
-            maxsize=self._pool_maxsize,
-            block=self._pool_block,
+            num_pools=connections,
+            maxsize=maxsize,
+            block=block,
             keepalive_registry=self.keepalive_registry,
             retry=self.retry_policy,
             **proxy_kwargs,
@@ -198,7 +220,7 @@ class HTTPAdapter(requests.adapters.HTTPAdapter):
         cert: Any = None,
         proxies: Mapping[str, str] | None = None,
     ) -> Response:
-        """Send as requests does; when rstsafe gave up, raise its error with the facts."""
+        """Send as requests does; after a stale retry that failed, its error with the facts."""
         try:
             return super().send(
                 request,
@@ -209,14 +231,17 @@ class HTTPAdapter(requests.adapters.HTTPAdapter):
                 proxies=proxies,
             )
         except requests.RequestException as exc:
-            error = _translate(exc, request)
+            error = _translate(exc)
             if error is None:
                 raise
-            raise error from error.__cause__
+            raise error from exc.args[0]
 
 
 class Session(requests.Session):
     """A ``requests.Session`` with rstsafe's :class:`HTTPAdapter` for http:// and https://.
+
+    One adapter object per prefix, as requests mounts them (closing the session closes
+    each once); both share one keep-alive registry.
 
     Example:
         ``with rstsafe.requests.Session() as session: session.get(url, timeout=10)``
@@ -237,11 +262,19 @@ class Session(requests.Session):
         **adapter_kwargs: Any,
     ) -> None:
         super().__init__()
-        adapter = HTTPAdapter(
-            keepalive=keepalive, retry=retry, socket_options=socket_options, **adapter_kwargs
-        )
-        self.mount("https://", adapter)
-        self.mount("http://", adapter)
+        registry = adapter_kwargs.pop("keepalive_registry", None)
+        if registry is None:
+            registry = KeepAliveRegistry(keepalive)
+            keepalive = None
+        for prefix in ("https://", "http://"):
+            adapter = HTTPAdapter(
+                keepalive=keepalive,
+                retry=retry,
+                socket_options=socket_options,
+                keepalive_registry=registry,
+                **adapter_kwargs,
+            )
+            self.mount(prefix, adapter)
 
     @property
     def adapter(self) -> HTTPAdapter:

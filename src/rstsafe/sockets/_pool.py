@@ -60,15 +60,32 @@ R = TypeVar("R")
 
 
 def _check_seconds(name: str, value: float | None, *, allow_none: bool, allow_zero: bool) -> None:
+    """TypeError naming ``name`` for a non-number, ValueError for a bad number."""
     if value is None:
         if not allow_none:
-            raise ValueError(f"{name} must be a number of seconds, got None")
+            raise TypeError(f"{name} must be a number of seconds, got None")
         return
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{name} must be a number of seconds, got {value!r}")
+        raise TypeError(f"{name} must be a number of seconds, got {type(value).__name__} {value!r}")
     if not (value >= 0.0 if allow_zero else value > 0.0) or value == float("inf"):
         bound = ">= 0" if allow_zero else "> 0"
         raise ValueError(f"{name} must be finite and {bound} seconds, got {value!r}")
+
+
+def _check_count(name: str, value: int) -> None:
+    """TypeError naming ``name`` for a non-int (or a bool), ValueError below 1."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1, got {value!r}")
+
+
+def _check_callable(name: str, value: object, *, allow_none: bool) -> None:
+    if value is None and allow_none:
+        return
+    if not callable(value):
+        expected = "a callable or None" if allow_none else "a callable"
+        raise TypeError(f"{name} must be {expected}, got {type(value).__name__} {value!r}")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -122,15 +139,23 @@ class PoolConfig:
     discard_on: tuple[type[BaseException], ...] = (OSError,)
 
     def __post_init__(self) -> None:
-        if isinstance(self.max_size, bool) or not isinstance(self.max_size, int):
-            raise ValueError(f"max_size must be an integer, got {self.max_size!r}")
-        if self.max_size < 1:
-            raise ValueError(f"max_size must be >= 1, got {self.max_size!r}")
+        _check_count("max_size", self.max_size)
+        # Zero has a meaning where it is allowed: wait_timeout 0 fails a borrow at once when
+        # no slot is free; validate_after_idle 0 validates every reuse; connect_backoff 0
+        # retries a failed connect without pausing; close_timeout 0 does not wait for the
+        # peer's FIN. An idle TTL, a lifetime, a heartbeat timeout or interval of 0 would
+        # retire or check every connection at once: use None (where allowed) for "never".
         _check_seconds("wait_timeout", self.wait_timeout, allow_none=False, allow_zero=True)
         _check_seconds("idle_ttl", self.idle_ttl, allow_none=True, allow_zero=False)
         _check_seconds("max_lifetime", self.max_lifetime, allow_none=True, allow_zero=False)
-        if not 0.0 <= self.lifetime_jitter < 1.0:
+        _check_seconds("lifetime_jitter", self.lifetime_jitter, allow_none=False, allow_zero=True)
+        if not self.lifetime_jitter < 1.0:
             raise ValueError(f"lifetime_jitter must be in [0, 1), got {self.lifetime_jitter!r}")
+        if not isinstance(self.validate_new, bool):
+            raise TypeError(
+                f"validate_new must be a bool, got {type(self.validate_new).__name__} "
+                f"{self.validate_new!r}"
+            )
         _check_seconds(
             "validate_after_idle", self.validate_after_idle, allow_none=False, allow_zero=True
         )
@@ -140,22 +165,13 @@ class PoolConfig:
         _check_seconds(
             "heartbeat_interval", self.heartbeat_interval, allow_none=True, allow_zero=False
         )
-        if isinstance(self.max_connect_attempts, bool) or not isinstance(
-            self.max_connect_attempts, int
-        ):
-            raise ValueError(
-                f"max_connect_attempts must be an integer, got {self.max_connect_attempts!r}"
-            )
-        if self.max_connect_attempts < 1:
-            raise ValueError(
-                f"max_connect_attempts must be >= 1, got {self.max_connect_attempts!r}"
-            )
+        _check_count("max_connect_attempts", self.max_connect_attempts)
         _check_seconds("connect_backoff", self.connect_backoff, allow_none=False, allow_zero=True)
         _check_seconds("close_timeout", self.close_timeout, allow_none=False, allow_zero=True)
         if not isinstance(self.discard_on, tuple) or not all(
             isinstance(t, type) and issubclass(t, BaseException) for t in self.discard_on
         ):
-            raise ValueError(
+            raise TypeError(
                 f"discard_on must be a tuple of exception types, got {self.discard_on!r}"
             )
 
@@ -665,7 +681,11 @@ class _PoolBase(Generic[T]):
         heartbeat: object,
     ) -> None:
         if not isinstance(config, PoolConfig):
-            raise ValueError(f"config must be a PoolConfig, got {config!r}")
+            raise TypeError(f"config must be a rstsafe.PoolConfig, got {type(config).__name__}")
+        if clock is not None and not callable(getattr(clock, "now", None)):
+            raise TypeError(f"clock must have a now() method, got {type(clock).__name__}")
+        if rng is not None and not isinstance(rng, random.Random):
+            raise TypeError(f"rng must be a random.Random or None, got {type(rng).__name__}")
         self._core = _PoolCore(
             config,
             MonotonicClock() if clock is None else clock,
@@ -732,6 +752,9 @@ class Pool(_PoolBase[T]):
         clock: Clock | None = None,
         rng: random.Random | None = None,
     ) -> None:
+        _check_callable("connect", connect, allow_none=False)
+        _check_callable("heartbeat", heartbeat, allow_none=True)
+        _check_callable("close", close, allow_none=True)
         self._init_core(config, clock, rng, heartbeat)
         self._connect, self._heartbeat, self._close = connect, heartbeat, close
         self._cond = threading.Condition()
@@ -878,6 +901,9 @@ class AsyncPool(_PoolBase[T]):
         clock: Clock | None = None,
         rng: random.Random | None = None,
     ) -> None:
+        _check_callable("connect", connect, allow_none=False)
+        _check_callable("heartbeat", heartbeat, allow_none=True)
+        _check_callable("close", close, allow_none=True)
         self._init_core(config, clock, rng, heartbeat)
         self._connect, self._heartbeat, self._close = connect, heartbeat, close
         self._wakeups = _Wakeups()

@@ -3,6 +3,8 @@
 Prints the URL, then one line per executed request and per connection that ends, until
 Ctrl-C (or SIGTERM). Options map to the behaviour's fields (``--idle``, ``--lag``,
 ``--count``, ``--reset`` ...); an option the behaviour does not have is a usage error.
+``--max-connections`` and ``--max-body`` set the server's limits; binding an address that
+is not loopback prints a warning on stderr.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import logging
 import signal
 import sys
 import threading
@@ -19,6 +22,8 @@ from typing import Any
 from rstsafe._cli import CommandLineError
 from rstsafe.testing._behaviours import BEHAVIOURS, Behaviour
 from rstsafe.testing._server import (
+    DEFAULT_MAX_BODY,
+    DEFAULT_MAX_CONNECTIONS,
     ConnectionRecord,
     Execution,
     MisbehavingServer,
@@ -66,7 +71,21 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--allow-non-loopback",
         action="store_true",
-        help="allow binding an address other than loopback",
+        help="allow binding an address other than loopback (a warning is printed)",
+    )
+    parser.add_argument(
+        "--max-connections",
+        type=int,
+        default=DEFAULT_MAX_CONNECTIONS,
+        metavar="N",
+        help=f"connections served at once; more get 503 (default {DEFAULT_MAX_CONNECTIONS})",
+    )
+    parser.add_argument(
+        "--max-body",
+        type=int,
+        default=DEFAULT_MAX_BODY,
+        metavar="BYTES",
+        help=f"largest request body; larger gets 413 (default {DEFAULT_MAX_BODY})",
     )
     group = parser.add_argument_group("behaviour options (each applies to some behaviours)")
     for field, annotation in _fields().items():
@@ -139,10 +158,14 @@ def _serve(args: argparse.Namespace) -> int:
             host=args.host,
             port=args.port,
             allow_non_loopback=args.allow_non_loopback,
+            max_connections=args.max_connections,
+            max_body=args.max_body,
             on_event=on_event,
         )
-    except ValueError as exc:
+    except (TypeError, ValueError) as exc:
         message = str(exc).replace("allow_non_loopback=True", "--allow-non-loopback")
+        for name in ("max_connections", "max_body"):
+            message = message.replace(name, "--" + name.replace("_", "-"))
         raise CommandLineError(message) from None
     done = threading.Event()
 
@@ -150,6 +173,16 @@ def _serve(args: argparse.Namespace) -> int:
         done.set()
 
     previous = signal.signal(signal.SIGTERM, on_sigterm)
+    # The server's warnings (a non-loopback bind) as one line each on stderr, whatever
+    # logging the process has; restored on the way out.
+    logger = logging.getLogger("rstsafe.testing")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("rstsafe serve: warning: %(message)s"))
+    handler.setLevel(logging.WARNING)
+    logger.addHandler(handler)
+    propagate, logger.propagate = logger.propagate, False
+    level = logger.level
+    logger.setLevel(logging.WARNING)
     try:
         try:
             server.start()
@@ -165,5 +198,8 @@ def _serve(args: argparse.Namespace) -> int:
     finally:
         server.stop()
         signal.signal(signal.SIGTERM, previous)
+        logger.removeHandler(handler)
+        logger.propagate = propagate
+        logger.setLevel(level)
     say("rstsafe serve: stopped")
     return 0

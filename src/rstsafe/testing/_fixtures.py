@@ -7,7 +7,12 @@ from typing import Protocol
 
 from rstsafe.testing._behaviours import Behaviour
 from rstsafe.testing._netns import NetworkNamespace
-from rstsafe.testing._server import MisbehavingServer, ServerEvent
+from rstsafe.testing._server import (
+    DEFAULT_MAX_BODY,
+    DEFAULT_MAX_CONNECTIONS,
+    MisbehavingServer,
+    ServerEvent,
+)
 
 __all__ = ("NamespaceFactory", "ServerFactory")
 
@@ -21,6 +26,8 @@ class ServerFactory(Protocol):
         *,
         host: str = "127.0.0.1",
         port: int = 0,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        max_body: int = DEFAULT_MAX_BODY,
         namespace: NetworkNamespace | None = None,
         on_event: Callable[[ServerEvent], None] | None = None,
     ) -> MisbehavingServer: ...

@@ -4,6 +4,13 @@ Design: one thread accepts, one thread per connection serves it. Every wait is a
 ``select`` on the connection and on a shared "wake" pipe that :meth:`stop` writes to,
 so threads sleep in the kernel (no polling loops) and all wake up at once on stop.
 
+Limits: at most ``max_connections`` connections are served at once (so at most that many
+threads); one accepted beyond it is answered ``503`` with ``Connection: close`` by the
+accept thread itself and closed gracefully. A request body above ``max_body`` bytes is
+answered ``413`` without being read. Both end in a lingering close, as nginx's does: the
+server shuts down its sending side and discards what the client still sends, for a
+bounded time and number of bytes, so that the client reads the answer instead of an RST.
+
 How a connection ends, and how we know which packet the kernel sent:
 
 - **FIN**: ``close()`` with nothing unread in the receive buffer.
@@ -21,6 +28,7 @@ import errno
 import http
 import ipaddress
 import itertools
+import logging
 import os
 import selectors
 import socket
@@ -62,7 +70,17 @@ try:  # SIOCOUTQ (TIOCOUTQ) is Linux's "bytes not yet acknowledged by the peer"
 except (ImportError, AttributeError):  # pragma: no cover - not Linux
     _TIOCOUTQ = None
 
-__all__ = ("ConnectionEnd", "ConnectionRecord", "Execution", "MisbehavingServer", "ServerEvent")
+__all__ = (
+    "DEFAULT_MAX_BODY",
+    "DEFAULT_MAX_CONNECTIONS",
+    "ConnectionEnd",
+    "ConnectionRecord",
+    "Execution",
+    "MisbehavingServer",
+    "ServerEvent",
+)
+
+_LOG = logging.getLogger("rstsafe.testing")
 
 # Limits on what a client may send. Precedents: h11 allows 16 KiB of incomplete
 # headers, nginx 8 KiB per header line (large_client_header_buffers), Node 16 KiB.
@@ -80,6 +98,21 @@ _UPLOAD_WAIT = 1.0
 _JOIN_TIMEOUT = 10.0
 # TCP_DEFER_ACCEPT seconds for AcceptQueueOverflow: longer than any test.
 _DEFER_ACCEPT = 60
+# Connections served at once. Precedents: nginx worker_connections 512 per worker,
+# gunicorn's async workers 1000, uvicorn --limit-concurrency none (answers 503 beyond it
+# when set). Each connection here is a thread, so the default is lower: twice the largest
+# pool this project's tests and benchmarks open (50 concurrent tasks).
+DEFAULT_MAX_CONNECTIONS = 128
+# Request body bytes. nginx's client_max_body_size is 1 MiB; the test suites here upload
+# 8 MiB (to EarlyResponse, which answers before reading), so the default leaves room.
+DEFAULT_MAX_BODY = 16 * 1024 * 1024
+# The lingering close after a 503 or 413 (nginx: lingering_time 30 s, lingering_timeout
+# 5 s): discard what the client still sends for at most this long and this many bytes.
+_LINGER_TIME = 1.0
+_LINGER_BYTES = 1024 * 1024
+# Rejected connections lingering at once in the accept thread; beyond, the oldest is
+# closed at once, so a flood of connections cannot exhaust descriptors.
+_MAX_LINGERING = 64
 
 
 class ConnectionEnd(enum.Enum):
@@ -175,6 +208,14 @@ class _BadRequest(Exception):
         self.status = status
 
 
+class _BodyTooLarge(Exception):
+    """A chunked request body grew past max_body."""
+
+    def __init__(self, received: int) -> None:
+        super().__init__(f"{received} bytes")
+        self.received = received
+
+
 @dataclass(frozen=True, slots=True)
 class _Request:
     method: str
@@ -205,6 +246,17 @@ def _unread_state(sock: socket.socket) -> ConnectionEnd | None:
     except OSError:
         return ConnectionEnd.CLIENT_RESET
     return ConnectionEnd.RST if data else ConnectionEnd.CLIENT_CLOSED
+
+
+def _rejection(status: int, body: bytes, extra: str = "") -> bytes:
+    """A complete ``Connection: close`` response with a text body."""
+    phrase = http.HTTPStatus(status).phrase
+    head = (
+        f"HTTP/1.1 {status} {phrase}\r\nServer: rstsafe-misbehaving\r\n"
+        f"Content-Length: {len(body)}\r\nContent-Type: text/plain; charset=utf-8\r\n"
+        f"{extra}Connection: close\r\n\r\n"
+    )
+    return head.encode("latin-1") + body
 
 
 def _flush(sock: socket.socket) -> None:
@@ -320,6 +372,8 @@ class _Session:
                     while self.read_until(b"\r\n", _MAX_HEAD) != b"\r\n":
                         pass  # trailers are ignored
                     return total
+                if total + size > self.server.max_body:
+                    raise _BodyTooLarge(total + size)
                 total += self.read_exact(size)
                 while len(self.buf) < 2:
                     self.read_more()
@@ -357,6 +411,27 @@ class _Session:
             reason = f"{reason}; unread request data turned the close into an RST"
         self._finish(end, reason)
 
+    def linger_close(self, reason: str) -> None:
+        """Answered and done: FIN, discard what the client still sends (bounded), close."""
+        _flush(self.sock)
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_WR)
+        self.buf.clear()
+        deadline = time.monotonic() + _LINGER_TIME
+        discarded = 0
+        while discarded < _LINGER_BYTES:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not self.wait_readable(remaining):
+                break
+            try:
+                data = self.sock.recv(65536)
+            except OSError:
+                break
+            if not data:
+                break
+            discarded += len(data)
+        self.close(reason)
+
     def abort(self, reason: str) -> None:
         """Abortive close: SO_LINGER on with timeout 0, so the kernel sends RST."""
         with contextlib.suppress(OSError):
@@ -369,7 +444,7 @@ class _Session:
         self.closed = True
         self.selector.close()
         self.sock.close()
-        self.server._record_end(self.id, end, reason)
+        self.server._record_end(self.id, end, reason, release=True)
 
     # -- the behaviour -------------------------------------------------------------
 
@@ -434,9 +509,26 @@ class _Session:
                     self.wait_readable(_UPLOAD_WAIT)
                 self.close(f"answered {behaviour.status} before reading the body")
                 return
+            limit = self.server.max_body
+            if declared is not None and declared > limit:
+                # Before any 100 Continue: RFC 9110 section 10.1.1 lets a server answer
+                # with the final status instead, and the client then need not send the body.
+                self.respond(413, f"request body over {limit} bytes\n".encode(), close=True)
+                self.linger_close(
+                    f"answered 413: Content-Length {declared} is over max_body={limit}"
+                )
+                return
             if request.headers.get("expect", "").lower() == "100-continue":
                 self.send(b"HTTP/1.1 100 Continue\r\n\r\n")
-            body_bytes = self.read_body(request)
+            try:
+                body_bytes = self.read_body(request)
+            except _BodyTooLarge as exc:
+                self.respond(413, f"request body over {limit} bytes\n".encode(), close=True)
+                self.linger_close(
+                    f"answered 413: chunked body reached {exc.received} bytes, "
+                    f"over max_body={limit}"
+                )
+                return
             if isinstance(behaviour, BlackHole):
                 self.server._record_received()
                 continue
@@ -553,6 +645,16 @@ class MisbehavingServer:
     with how the connection ended (FIN or RST). Use it as a context manager, or call
     :meth:`start` and :meth:`stop`.
 
+    Limits: at most ``max_connections`` connections are served at once, each by its own
+    thread. A connection accepted beyond that is answered ``503 Service Unavailable``
+    (``Retry-After: 1``, ``Connection: close``) by the accept thread, shut down with a
+    FIN and closed after a short lingering drain; it is recorded (``requests == 0``,
+    reason ``"rejected: ..."``), and it starts no thread. A request whose body is larger
+    than ``max_body`` bytes gets ``413`` before the body is read (for
+    chunked bodies, as soon as the chunks pass the limit), then the same lingering close.
+    Binding an address that is not loopback logs a warning on the ``rstsafe.testing``
+    logger (shown on stderr when logging is not configured; ``rstsafe serve`` prints it).
+
     Normal requests get ``200 OK`` with a short text body, ``METHOD PATH body=N``. A
     query parameter ``?status=503`` changes the status, ``?retry-after=2`` adds a
     ``Retry-After`` header. Request bodies may use Content-Length or chunked encoding.
@@ -571,6 +673,8 @@ class MisbehavingServer:
         host: Address to bind, ``127.0.0.1`` (default) or ``::1``.
         port: Port to bind; 0 picks a free one.
         allow_non_loopback: Must be true to bind anything but a loopback address.
+        max_connections: Connections served at once (default 128); more get a 503.
+        max_body: Largest request body in bytes (default 16 MiB); larger gets a 413.
         namespace: Create the listener inside this network namespace; clients must
             then make their sockets with :meth:`NetworkNamespace.socket`.
         on_event: Called (from a server thread) with every :class:`Execution` and with
@@ -584,9 +688,19 @@ class MisbehavingServer:
         host: str = "127.0.0.1",
         port: int = 0,
         allow_non_loopback: bool = False,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        max_body: int = DEFAULT_MAX_BODY,
         namespace: NetworkNamespace | None = None,
         on_event: Callable[[ServerEvent], None] | None = None,
     ) -> None:
+        for limit_name, limit, minimum in (
+            ("max_connections", max_connections, 1),
+            ("max_body", max_body, 0),
+        ):
+            if isinstance(limit, bool) or not isinstance(limit, int):
+                raise TypeError(f"{limit_name} must be an integer, got {type(limit).__name__}")
+            if limit < minimum:
+                raise ValueError(f"{limit_name} must be >= {minimum}, got {limit}")
         behaviour = Healthy() if behaviour is None else behaviour
         if not isinstance(behaviour, Behaviour) or type(behaviour) is Behaviour:
             raise ValueError(f"behaviour must be a Behaviour such as Healthy(), got {behaviour!r}")
@@ -607,6 +721,11 @@ class MisbehavingServer:
             raise ValueError(f"port must be an integer in 0..65535, got {port!r}")
         self.behaviour = behaviour
         self.host = host
+        self.max_connections = max_connections
+        self.max_body = max_body
+        self._loopback = loopback
+        self._active = 0
+        self._lingering: dict[socket.socket, tuple[int, float, int]] = {}
         self._requested_port = port
         self.port = 0
         self._family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -684,6 +803,14 @@ class MisbehavingServer:
             listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listener.bind((self.host, self._requested_port))
         self.port = listener.getsockname()[1]
+        if not self._loopback:
+            _LOG.warning(
+                "MisbehavingServer bound %s port %d, which is not a loopback address: other "
+                "machines can reach it, and it resets, drops and stalls connections on "
+                "purpose, with no authentication",
+                self.host,
+                self.port,
+            )
         if isinstance(behaviour, Refuse):
             return  # bound, never listening: the port stays ours and refuses connections
         if isinstance(behaviour, AcceptQueueOverflow):
@@ -760,43 +887,122 @@ class MisbehavingServer:
         with selectors.DefaultSelector() as selector:
             selector.register(self._listener, selectors.EVENT_READ)
             selector.register(self._wake_r, selectors.EVENT_READ)
-            while True:
-                events = selector.select()
-                if any(key.fileobj == self._wake_r for key, _ in events):
-                    return
-                try:
-                    sock, peer = self._listener.accept()
-                except (BlockingIOError, ConnectionAbortedError):
+            try:
+                self._accept_until_stopped(selector)
+            finally:
+                for sock in list(self._lingering):
+                    self._end_lingering(selector, sock, "server stopped")
+
+    def _accept_until_stopped(self, selector: selectors.BaseSelector) -> None:
+        assert self._listener is not None
+        while True:
+            timeout = None
+            if self._lingering:
+                first = min(deadline for _, deadline, _ in self._lingering.values())
+                timeout = max(0.0, first - time.monotonic())
+            events = selector.select(timeout)
+            if any(key.fileobj == self._wake_r for key, _ in events):
+                return
+            for key, _ in events:
+                if key.fileobj is not self._listener:
+                    self._drain_lingering(selector, key.fileobj)  # type: ignore[arg-type]
+            now = time.monotonic()
+            for sock, (_, deadline, _) in list(self._lingering.items()):
+                if deadline <= now:
+                    self._end_lingering(selector, sock, f"lingered {_LINGER_TIME:g} s")
+            if not any(key.fileobj is self._listener for key, _ in events):
+                continue
+            try:
+                sock, peer = self._listener.accept()
+            except (BlockingIOError, ConnectionAbortedError):
+                continue
+            except OSError as exc:
+                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    # Out of descriptors: back off instead of spinning.
+                    if self._stopping.wait(0.05):
+                        return
                     continue
-                except OSError as exc:
-                    if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-                        # Out of descriptors: back off instead of spinning.
-                        if self._stopping.wait(0.05):
-                            return
-                        continue
-                    raise
-                sock.setblocking(True)
-                sock.settimeout(_SEND_TIMEOUT)
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                conn_id = next(self._ids)
-                record = ConnectionRecord(
-                    id=conn_id, peer=(peer[0], peer[1]), accepted_at=time.monotonic()
-                )
-                session = _Session(self, conn_id, sock)
-                thread = threading.Thread(
-                    target=session.run, name=f"rstsafe-{self.name}-conn-{conn_id}", daemon=True
-                )
-                with self._cond:
-                    self._records.append(record)
-                    self._threads = [t for t in self._threads if t.is_alive()]
-                    self._threads.append(thread)
-                    self._cond.notify_all()
-                thread.start()
+                raise
+            conn_id = next(self._ids)
+            record = ConnectionRecord(
+                id=conn_id, peer=(peer[0], peer[1]), accepted_at=time.monotonic()
+            )
+            with self._cond:
+                self._records.append(record)
+                full = self._active >= self.max_connections
+                if not full:
+                    self._active += 1
+                self._cond.notify_all()
+            if full:
+                self._reject(selector, conn_id, sock)
+                continue
+            sock.setblocking(True)
+            sock.settimeout(_SEND_TIMEOUT)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            session = _Session(self, conn_id, sock)
+            thread = threading.Thread(
+                target=session.run, name=f"rstsafe-{self.name}-conn-{conn_id}", daemon=True
+            )
+            with self._cond:
+                self._threads = [t for t in self._threads if t.is_alive()]
+                self._threads.append(thread)
+            thread.start()
+
+    def _reject(self, selector: selectors.BaseSelector, conn_id: int, sock: socket.socket) -> None:
+        """Over max_connections: answer 503 from this thread, FIN, then drain (bounded)."""
+        body = f"over max_connections={self.max_connections}\n".encode()
+        sock.setblocking(False)
+        with contextlib.suppress(OSError):  # a fresh socket's send buffer takes it whole
+            sock.send(_rejection(503, body, "Retry-After: 1\r\n"))
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_WR)
+        if len(self._lingering) >= _MAX_LINGERING:
+            oldest = min(self._lingering, key=lambda s: self._lingering[s][1])
+            self._end_lingering(selector, oldest, "closed early: too many lingering")
+        self._lingering[sock] = (conn_id, time.monotonic() + _LINGER_TIME, 0)
+        selector.register(sock, selectors.EVENT_READ)
+
+    def _drain_lingering(self, selector: selectors.BaseSelector, sock: socket.socket) -> None:
+        conn_id, deadline, discarded = self._lingering[sock]
+        try:
+            data = sock.recv(65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            self._end_lingering(selector, sock, "client reset")
+            return
+        if not data:
+            self._end_lingering(selector, sock, "client closed")
+            return
+        discarded += len(data)
+        self._lingering[sock] = (conn_id, deadline, discarded)
+        if discarded >= _LINGER_BYTES:
+            self._end_lingering(selector, sock, f"discarded {discarded} bytes")
+
+    def _end_lingering(
+        self, selector: selectors.BaseSelector, sock: socket.socket, how: str
+    ) -> None:
+        conn_id, _, _ = self._lingering.pop(sock)
+        selector.unregister(sock)
+        state = _unread_state(sock)
+        end = ConnectionEnd.FIN if state is None else state
+        sock.close()
+        reason = f"rejected: answered 503 (over max_connections={self.max_connections}); {how}"
+        self._record_end(conn_id, end, reason)
 
     # -- accounting (called from session threads) -----------------------------------
 
-    def _record_end(self, conn_id: int, end: ConnectionEnd, reason: str) -> None:
+    def _record_end(
+        self, conn_id: int, end: ConnectionEnd, reason: str, *, release: bool = False
+    ) -> None:
+        """Record how a connection ended; ``release``: it was served, free its slot too.
+
+        The slot is freed in the same step as the end is recorded, so a test that waited
+        for the end can connect again at once and be served.
+        """
         with self._cond:
+            if release:
+                self._active -= 1
             index = conn_id - 1
             record = replace(
                 self._records[index], end=end, reason=reason, ended_at=time.monotonic()
@@ -844,6 +1050,12 @@ class MisbehavingServer:
             return self._records[conn_id - 1].closing_since is not None
 
     # -- accounting (public) ---------------------------------------------------------
+
+    @property
+    def active_connections(self) -> int:
+        """Connections being served now (at most ``max_connections``)."""
+        with self._cond:
+            return self._active
 
     @property
     def connections(self) -> tuple[ConnectionRecord, ...]:

@@ -20,7 +20,12 @@ import pytest
 from rstsafe.testing._behaviours import Behaviour
 from rstsafe.testing._fixtures import NamespaceFactory, ServerFactory
 from rstsafe.testing._netns import NetworkNamespace
-from rstsafe.testing._server import MisbehavingServer, ServerEvent
+from rstsafe.testing._server import (
+    DEFAULT_MAX_BODY,
+    DEFAULT_MAX_CONNECTIONS,
+    MisbehavingServer,
+    ServerEvent,
+)
 
 __all__ = ("misbehaving_server", "network_namespace")
 
@@ -35,11 +40,19 @@ def misbehaving_server() -> Iterator[ServerFactory]:
             *,
             host: str = "127.0.0.1",
             port: int = 0,
+            max_connections: int = DEFAULT_MAX_CONNECTIONS,
+            max_body: int = DEFAULT_MAX_BODY,
             namespace: NetworkNamespace | None = None,
             on_event: Callable[[ServerEvent], None] | None = None,
         ) -> MisbehavingServer:
             server = MisbehavingServer(
-                behaviour, host=host, port=port, namespace=namespace, on_event=on_event
+                behaviour,
+                host=host,
+                port=port,
+                max_connections=max_connections,
+                max_body=max_body,
+                namespace=namespace,
+                on_event=on_event,
             )
             return stack.enter_context(server)
 

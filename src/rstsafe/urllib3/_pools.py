@@ -8,58 +8,72 @@ Everything goes through urllib3's own extension points, no copies of its code:
   through it), the response head in ``getresponse``. ``is_connected`` also answers
   False for a connection past its idle TTL, max lifetime or max requests, which is how
   urllib3's ``_get_conn`` is told to close it and open a fresh one.
-* :class:`HTTPConnectionPool` / :class:`HTTPSConnectionPool` run the attempts loop
-  around urllib3's ``urlopen`` (with urllib3's ``Retry`` kept for redirects and statuses
-  but never for transport errors), finish a connection's request when the response is
-  released (``_put_conn``) and hand out a fresh connection when a retry needs one
-  (``_get_conn``).
+* :class:`HTTPConnectionPool` / :class:`HTTPSConnectionPool` leave urllib3's ``urlopen``
+  and its ``Retry`` alone: every retry, backoff, redirect and error there is urllib3's, as
+  the caller configured it. rstsafe acts in ``_make_request`` only, where one request meets
+  one connection: a stale *reused* connection (reset or closed before any response byte)
+  is retried at once on a fresh socket of the same connection object, when that is safe,
+  up to ``RetryPolicy.max_stale_retries`` times; urllib3 never sees that failure.
+  ``_put_conn`` finishes a connection's request when the response is released.
 * :class:`PoolManager` / :class:`ProxyManager` build those pools
   (``pool_classes_by_scheme``) and share one keep-alive registry and one retry policy.
 
-When rstsafe gives up on a transport failure it raises :class:`NotSentMaxRetryError` or
-:class:`MaybeSentMaxRetryError`: ``urllib3.exceptions.MaxRetryError`` subclasses (what
-urllib3 raises when its own ``Retry`` runs out, ``reason`` being the last underlying
-error) that are also :class:`~rstsafe.RequestNotSentError` /
-:class:`~rstsafe.RequestMaybeSentError` with the facts. Failures rstsafe does not retry
-by nature (TLS, protocol errors, a full pool, redirects exhausted) are raised unchanged.
+Errors (docs/contract.md): a failure rstsafe did not act on is urllib3's own, unchanged.
+When rstsafe did retry a stale connection and the request still failed, urllib3's
+``MaxRetryError`` becomes :class:`NotSentMaxRetryError` / :class:`MaybeSentMaxRetryError`
+and its ``ProtocolError`` :class:`NotSentProtocolError` / :class:`MaybeSentProtocolError`:
+subclasses of exactly what urllib3 raised, with urllib3's ``args`` (and ``pool``, ``url``,
+``reason``), that are also :class:`~rstsafe.RequestNotSentError` /
+:class:`~rstsafe.RequestMaybeSentError` carrying the facts. Any other class is raised as
+urllib3 raised it.
+
+Private urllib3 names used here are all listed in :mod:`rstsafe._compat.urllib3`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import urllib3
 import urllib3.connection
 import urllib3.connectionpool
-from urllib3.exceptions import MaxRetryError
+from urllib3.exceptions import MaxRetryError, ProtocolError
 from urllib3.response import BaseHTTPResponse
 from urllib3.util.retry import Retry
-from urllib3.util.timeout import _DEFAULT_TIMEOUT, _TYPE_DEFAULT
 from urllib3.util.wait import wait_for_read
 
+from rstsafe._compat.urllib3 import DEFAULT_TIMEOUT
 from rstsafe._core.attempts import ConnectionLife, RequestAttempts
-from rstsafe._core.classify import Origin
+from rstsafe._core.classify import Delivery, Origin
 from rstsafe._core.clock import Clock
-from rstsafe._core.errors import RequestMaybeSentError, RequestNotSentError
+from rstsafe._core.errors import (
+    RequestMaybeSentError,
+    RequestNotSentError,
+    RstsafeError,
+    describe_failure,
+)
 from rstsafe._core.idempotency import (
     NO_BODY,
-    BodyInfo,
     BodyKind,
     describe_body,
     replayability,
     rewind_body,
 )
 from rstsafe._core.keepalive import KeepAlive, KeepAliveRegistry, OriginKeepAlive
-from rstsafe._core.retry import RetryPolicy
+from rstsafe._core.retry import RetryAction, RetryPolicy
 from rstsafe.sockets._helpers import keepalive_options, urllib3_socket_options
 
 if TYPE_CHECKING:
     from urllib3._base_connection import BaseHTTPConnection
+
+    from rstsafe._compat.urllib3 import DefaultTimeoutType
 
 __all__ = (
     "HTTPConnection",
@@ -67,7 +81,9 @@ __all__ = (
     "HTTPSConnection",
     "HTTPSConnectionPool",
     "MaybeSentMaxRetryError",
+    "MaybeSentProtocolError",
     "NotSentMaxRetryError",
+    "NotSentProtocolError",
     "PoolManager",
     "ProxyManager",
     "proxy_from_url",
@@ -174,11 +190,15 @@ class _PoolShared:
         if now >= self.bounds_until:
             config = self.state.config
             keep = 1.0 - config.jitter
-            self.quick_idle = self.state.idle_ttl().before_jitter * keep
+            # Below the safe idle too: past it, a request that could not be retried
+            # needs the full check (OriginKeepAlive.safe_idle).
+            self.quick_idle = self.state.safe_idle() * keep
             lifetime = config.max_lifetime
             self.quick_age = math.inf if lifetime is None else lifetime * keep
             self.count_limited = (
-                config.max_requests is not None or self.state.header_max_requests is not None
+                config.max_requests is not None
+                or self.state.header_max_requests is not None
+                or self.state.learned_max_requests is not None
             )
             self.ok_idle = -1.0
             self.bounds_until = now + _BOUNDS_REFRESH
@@ -195,12 +215,21 @@ class _PoolShared:
         Only requests that a stale connection costs nothing but an immediate retry
         (:meth:`rstsafe.RetryPolicy.may_probe`), and never the retry itself.
         """
-        local = self.local
-        request = local.request
-        if request is None or local.fresh:
+        request = self.local.request
+        if request is None:
             return False
-        method, headers, body, policy = request
-        return bool(policy.may_probe(replayability(method, headers, body, rules=policy.rules)))
+        return bool(request.policy.may_probe(request.replay()))
+
+    def retryable(self) -> bool:
+        """Whether a stale failure of this thread's request would be retried at once.
+
+        False puts the request under the safe-send rule (``OriginKeepAlive.safe_idle``);
+        a connection taken outside rstsafe's ``urlopen`` is not restricted.
+        """
+        request = self.local.request
+        if request is None:
+            return True
+        return bool(request.policy.may_probe(request.replay()))
 
     def checked_idle(self, life: ConnectionLife, now: float, *, is_open: bool) -> None:
         """Learn from a liveness check of an idle connection: still open, or closed."""
@@ -295,16 +324,34 @@ class HTTPConnection(urllib3.connection.HTTPConnection):
             if life.last_used_at <= shared.watermark and life.requests_served:
                 log.debug("discarding %r: idle since before a stale connection failed", life)
                 return False
-            reason = life.expiry_reason(shared.state, probe=shared.may_probe)
+            reason = life.expiry_reason(
+                shared.state, probe=shared.may_probe, retryable=shared.retryable
+            )
             if wait_for_read(self.sock, timeout=0.0):  # urllib3's own check
                 shared.checked_idle(life, now, is_open=False)  # closed by the server
                 return False
             if reason is not None:
                 shared.checked_idle(life, now, is_open=True)
                 log.debug("discarding connection to %s: %s", self._rstsafe_origin, reason)
+                self._offer_witness(shared.state, life)
                 return False
             return True
         return not wait_for_read(self.sock, timeout=0.0)  # urllib3's own check
+
+    def _offer_witness(self, state: OriginKeepAlive, life: ConnectionLife) -> None:
+        """Hand the open socket of a connection being discarded to the origin's witness.
+
+        When taken, the socket is detached: urllib3 closes this connection object and
+        connects it again, and the socket stays open, unused, until the witness is
+        released (``OriginKeepAlive.check_witness``).
+        """
+        sock = self.sock
+        if sock is None or not life.requests_served:
+            return
+        if state.offer_witness(
+            sock, last_used_at=life.last_used_at, created_at=life.created_at, close=sock.close
+        ):
+            self.sock = None
 
     def request(  # type: ignore[override]
         self,
@@ -392,83 +439,144 @@ class HTTPSConnection(HTTPConnection, urllib3.connection.HTTPSConnection):
     _base_getresponse = staticmethod(urllib3.connection.HTTPSConnection.getresponse)
 
 
-class _MaxRetryErrorShim(MaxRetryError):
-    """Takes rstsafe's message first, then urllib3's ``pool``, ``url`` and ``reason``."""
+class _HostError(RstsafeError):
+    _unpicklable = ("pool",)  # as urllib3's own __reduce__: a pool does not pickle
+
+
+class NotSentMaxRetryError(RequestNotSentError, _HostError, MaxRetryError):
+    """rstsafe retried a stale connection, urllib3 then gave up; provably nothing was sent.
+
+    Exactly urllib3's ``MaxRetryError`` (``pool``, ``url``, ``reason`` and ``args`` as
+    urllib3 set them) and a :class:`rstsafe.RequestNotSentError` (``failure``,
+    ``history``, ``delivery``, ``attempts``, ``reused``, ``idle_seconds``). Built as
+    ``NotSentMaxRetryError(message, failure=..., history=..., host_args=(pool, url,
+    reason))``.
+    """
+
+
+class MaybeSentMaxRetryError(RequestMaybeSentError, _HostError, MaxRetryError):
+    """rstsafe retried a stale connection, urllib3 then gave up; the server may have it.
+
+    urllib3's ``MaxRetryError`` and a :class:`rstsafe.RequestMaybeSentError` carrying the
+    facts (see :class:`NotSentMaxRetryError`).
+    """
+
+
+class NotSentProtocolError(RequestNotSentError, _HostError, ProtocolError):
+    """rstsafe retried a stale connection, the retry failed too; provably nothing was sent.
+
+    urllib3's ``ProtocolError`` (what urllib3 raises with ``retries=False`` or
+    ``Retry(read=False)``, ``args`` as urllib3 set them) with the facts.
+    """
+
+
+class MaybeSentProtocolError(RequestMaybeSentError, _HostError, ProtocolError):
+    """rstsafe retried a stale connection, the retry failed too; the server may have it.
+
+    urllib3's ``ProtocolError`` with the facts (see :class:`NotSentProtocolError`).
+    """
+
+
+def _acted_error(
+    exc: BaseException, attempts: RequestAttempts, keepalive: OriginKeepAlive
+) -> RstsafeError | None:
+    """urllib3's ``exc`` as rstsafe's subclass with the facts, or None to raise it as is.
+
+    Only for a request on which rstsafe acted (retried a stale connection): the class is
+    chosen by whether *every* attempt provably sent nothing.
+    """
+    history = attempts.history
+    failure = attempts.last_failure
+    if failure is None or not any(
+        a.decision.action is RetryAction.RETRY_NOW for a in history.attempts
+    ):
+        return None
+    not_sent = all(a.failure is None or a.failure.not_sent for a in history.attempts)
+    if not not_sent and failure.not_sent:
+        failure = dataclasses.replace(failure, delivery=Delivery.MAYBE_SENT)
+    cls: type[RstsafeError]
+    host_args: tuple[Any, ...]
+    if type(exc) is MaxRetryError:
+        cls = NotSentMaxRetryError if not_sent else MaybeSentMaxRetryError
+        host_args = (exc.pool, exc.url, exc.reason)
+    elif type(exc) is ProtocolError:
+        cls = NotSentProtocolError if not_sent else MaybeSentProtocolError
+        host_args = exc.args
+    else:
+        return None
+    message = describe_failure(failure, history=history, keepalive=keepalive.describe())
+    return cls(message, failure=failure, history=history, host_args=host_args)
+
+
+class _Request:
+    """The request a pool's thread is sending: for stale retries and probe decisions."""
+
+    __slots__ = ("attempts", "body", "body_info", "headers", "method", "policy", "started_at")
 
     def __init__(
-        self,
-        message: str,
-        *args: Any,
-        pool: Any = None,
-        url: str = "",
-        reason: Exception | None = None,
+        self, method: str, headers: Any, body: Any, policy: RetryPolicy, started_at: float
     ) -> None:
-        MaxRetryError.__init__(self, pool, url, reason)
+        self.method = method
+        self.headers = headers
+        self.body = body
+        # Now, before the first attempt: a file's start position.
+        self.body_info = NO_BODY if body is None else describe_body(body)
+        self.policy = policy
+        self.started_at = started_at
+        self.attempts: RequestAttempts | None = None  # made at the first failure
 
-
-class NotSentMaxRetryError(RequestNotSentError, _MaxRetryErrorShim):
-    """rstsafe gave up, and provably nothing of the request reached the server.
-
-    A ``urllib3.exceptions.MaxRetryError`` (``reason`` is the last underlying error,
-    ``pool`` and ``url`` as urllib3 sets them) and a :class:`rstsafe.RequestNotSentError`
-    (``failure``, ``history``, ``delivery``, ``attempts``).
-    """
-
-
-class MaybeSentMaxRetryError(RequestMaybeSentError, _MaxRetryErrorShim):
-    """rstsafe gave up, and the server may have received (and acted on) the request.
-
-    A ``urllib3.exceptions.MaxRetryError`` (``reason`` is the last underlying error)
-    and a :class:`rstsafe.RequestMaybeSentError` carrying the facts.
-    """
-
-
-def _without_transport_retries(retries: Retry) -> Retry:
-    """urllib3's Retry kept for redirects and statuses; transport errors raise at once."""
-    if retries.total is False or retries.total == 0:
-        return retries  # no transport retry at all already (requests' default: Retry(0))
-    if retries.connect == 0 and retries.read == 0 and retries.other == 0:
-        return retries
-    return retries.new(connect=0, read=0, other=0)
-
-
-def _reason(exc: BaseException) -> Exception | None:
-    if isinstance(exc, MaxRetryError):
-        return exc.reason
-    return exc if isinstance(exc, Exception) else None
+    def replay(self) -> Any:
+        return replayability(self.method, self.headers, self.body_info, rules=self.policy.rules)
 
 
 class _PoolLocal(threading.local):
-    """Per thread: the connection of the current attempt, and whether it must be fresh.
+    """Per thread: the request being sent through this pool (None outside ``urlopen``).
 
-    Class-level defaults, so that a thread reading them before it set them finds them
-    without an ``AttributeError`` raised and caught on every request.
+    A class-level default, so that a thread reading it before it set it finds it without
+    an ``AttributeError`` raised and caught on every request.
     """
 
-    # Any, as on a plain threading.local: typed narrower, mypy would take the loop's
-    # reset to None in urlopen as final and not see _get_conn setting it.
-    conn: Any = None
-    fresh: bool = False
-    # The request being sent, to decide whether it may probe (PoolShared.may_probe):
-    # (method, headers, body description, retry policy).
-    request: Any = None
+    request: _Request | None = None
+
+
+def _stale_only(policy: RetryPolicy) -> RetryPolicy:
+    """The policy as the urllib3 adapters apply it: immediate stale retries only.
+
+    Every other retry is the host's (urllib3's ``Retry``): ``retries`` and the backoff are
+    not used here (docs/contract.md). Status retries would be a second, hidden
+    ``status_forcelist``, so a policy with ``retry_statuses`` is refused.
+    """
+    if policy.retry_statuses:
+        raise ValueError(
+            "retry: retry_statuses is not used by rstsafe.urllib3 / rstsafe.requests; "
+            "status retries are urllib3's: pass Retry(status_forcelist=...) as retries="
+        )
+    if policy.retries == 0:
+        return policy
+    return dataclasses.replace(policy, retries=0)
 
 
 class HTTPConnectionPool(urllib3.HTTPConnectionPool):
-    """urllib3's ``HTTPConnectionPool`` with rstsafe's keep-alive rules and retries.
+    """urllib3's ``HTTPConnectionPool`` with rstsafe's keep-alive rules and stale retries.
 
     Args:
         host: As for urllib3.
         port: As for urllib3.
         *args: Passed to urllib3's pool.
-        retry: rstsafe's retry policy (default ``RetryPolicy()``). urllib3's
-            ``retries`` keeps handling redirects and status retries only.
+        retry: rstsafe's retry policy (default ``RetryPolicy()``). Only its stale-retry
+            part applies (``max_stale_retries``, ``retry_on``, ``rules``, ``timeout``):
+            urllib3's ``retries`` decides every other retry, exactly as in urllib3.
+            ``retry_statuses`` is refused (use urllib3's ``Retry(status_forcelist=...)``).
         keepalive: Keep-alive configuration, when no ``keepalive_registry`` is given.
         keepalive_registry: Per-origin keep-alive state shared with other pools.
         **kwargs: Passed to urllib3's pool (and its connections).
 
+    Raises:
+        ValueError: ``retry`` has ``retry_statuses``, or both ``keepalive`` and
+            ``keepalive_registry`` were given.
+
     Attributes:
-        retry_policy: rstsafe's retry policy.
+        retry_policy: rstsafe's retry policy, as given.
         keepalive_registry: The keep-alive states, per origin.
         origin: Scheme, host and port of the pool's connections.
         keepalive_state: The origin's keep-alive state (TTL source, learned bounds).
@@ -486,37 +594,33 @@ class HTTPConnectionPool(urllib3.HTTPConnectionPool):
         keepalive_registry: KeepAliveRegistry | None = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(host, port, *args, **kwargs)
+        if retry is not None and not isinstance(retry, RetryPolicy):
+            raise TypeError(f"retry must be a rstsafe.RetryPolicy, got {retry!r}")
+        policy = retry if retry is not None else RetryPolicy()
+        stale_policy = _stale_only(policy)
         if keepalive_registry is None:
             keepalive_registry = KeepAliveRegistry(keepalive)
         elif keepalive is not None and keepalive != keepalive_registry.config:
             raise ValueError("keepalive: give either keepalive or keepalive_registry, not both")
-        self.retry_policy = retry if retry is not None else RetryPolicy()
+        super().__init__(host, port, *args, **kwargs)
+        self.retry_policy = policy
+        self._rstsafe_policy = stale_policy
         self.keepalive_registry = keepalive_registry
         default_port = urllib3.connectionpool.port_by_scheme.get(self.scheme, 80)
         self.origin = Origin(self.scheme, (self.host or "").lower(), self.port or default_port)
         self.keepalive_state = keepalive_registry.for_origin(self.origin)
+        # A witness socket (OriginKeepAlive.offer_witness) is closed with the pool, or
+        # when the pool is garbage collected, as urllib3 closes its idle connections.
+        weakref.finalize(self, self.keepalive_state.release_witness)
         self._rstsafe_local = _PoolLocal()
         self._rstsafe_shared = _PoolShared(self.keepalive_state, self._rstsafe_local)
-        self._rstsafe_retries: tuple[Retry, Retry] | None = None
-        self._rstsafe_sleep: Callable[[float], None] = time.sleep
 
-    # -- urllib3 extension points ------------------------------------------------------
+    # -- urllib3 extension points (rstsafe._compat.urllib3.OVERRIDDEN) -----------------
 
     def _new_conn(self) -> BaseHTTPConnection:
         conn = super()._new_conn()
         if isinstance(conn, HTTPConnection):
             conn.bind(self.origin, self._rstsafe_shared)
-        return conn
-
-    def _get_conn(self, timeout: float | None = None) -> BaseHTTPConnection:
-        conn = super()._get_conn(timeout)
-        local = self._rstsafe_local
-        if local.fresh and not conn.is_closed:
-            # A stale connection was just retried "at once on a fresh connection":
-            # do not hand out another pooled one that may be just as stale.
-            conn.close()
-        local.conn = conn
         return conn
 
     def _put_conn(self, conn: BaseHTTPConnection | None) -> None:
@@ -535,6 +639,78 @@ class HTTPConnectionPool(urllib3.HTTPConnectionPool):
                     life.finish_request(keep_alive)
         super()._put_conn(conn)
 
+    def _make_request(  # noqa: PLR0917 - urllib3's signature
+        self,
+        conn: BaseHTTPConnection,
+        method: str,
+        url: str,
+        body: Any = None,
+        headers: Any = None,
+        retries: Retry | None = None,
+        timeout: Any = DEFAULT_TIMEOUT,
+        chunked: bool = False,
+        response_conn: BaseHTTPConnection | None = None,
+        preload_content: bool = True,
+        decode_content: bool = True,
+        enforce_content_length: bool = True,
+    ) -> BaseHTTPResponse:
+        """urllib3's ``_make_request``; a stale reused connection is retried at once.
+
+        The retry runs on a fresh socket of the same connection object (closed, then
+        connected again, through the proxy tunnel if any), so urllib3's ``urlopen``
+        around it is unchanged: it sees a response, or the failure rstsafe did not act on.
+        """
+        while True:
+            try:
+                return super()._make_request(
+                    conn,
+                    method,
+                    url,
+                    body,
+                    headers,
+                    retries,
+                    timeout,
+                    chunked,
+                    response_conn,
+                    preload_content,
+                    decode_content,
+                    enforce_content_length,
+                )
+            except Exception as exc:
+                request = self._rstsafe_local.request
+                if request is None or not isinstance(conn, HTTPConnection):
+                    raise  # not sent through our urlopen: nothing to decide
+                if not self._stale_retry(request, conn, exc):
+                    raise
+                log.debug("retrying %s %s at once on a fresh connection", method, url)
+                conn.close()
+                if request.body_info.kind is BodyKind.SEEKABLE:
+                    rewind_body(body, request.body_info)
+
+    def _stale_retry(self, request: _Request, conn: HTTPConnection, exc: Exception) -> bool:
+        """Learn from a failed attempt; True when rstsafe retries it (stale, and safe)."""
+        attempts = request.attempts
+        if attempts is None:
+            attempts = request.attempts = RequestAttempts(
+                policy=self._rstsafe_policy,
+                replay=request.replay(),
+                keepalive=self.keepalive_state,
+                clock=_CLOCK,
+                started_at=request.started_at,
+            )
+        life = conn.life
+        decision = attempts.failed(exc, life.facts())
+        failure = attempts.last_failure
+        self._rstsafe_shared.refresh_soon()
+        if failure is not None and failure.stale:
+            self.discard_idle(life.last_used_at)
+        return decision.action is RetryAction.RETRY_NOW
+
+    def close(self) -> None:
+        """Close the pool (urllib3's ``close``) and the origin's witness, if any."""
+        super().close()
+        self.keepalive_state.release_witness()
+
     def discard_idle(self, last_used_at: float) -> None:
         """Discard (when next taken) every idle connection last used at or before this time.
 
@@ -542,8 +718,6 @@ class HTTPConnectionPool(urllib3.HTTPConnectionPool):
         as long is likely stale too, and retrying on each in turn would burn retries.
         """
         self._rstsafe_shared.discard_idle(last_used_at)
-
-    # -- the attempts loop -------------------------------------------------------------
 
     def urlopen(  # type: ignore[override]  # noqa: PLR0917 - urllib3's signature
         self,
@@ -554,7 +728,7 @@ class HTTPConnectionPool(urllib3.HTTPConnectionPool):
         retries: Retry | bool | int | None = None,
         redirect: bool = True,
         assert_same_host: bool = True,
-        timeout: _TYPE_DEFAULT | float | urllib3.Timeout | None = _DEFAULT_TIMEOUT,
+        timeout: DefaultTimeoutType | float | urllib3.Timeout | None = DEFAULT_TIMEOUT,
         pool_timeout: int | None = None,
         release_conn: bool | None = None,
         chunked: bool = False,
@@ -563,132 +737,70 @@ class HTTPConnectionPool(urllib3.HTTPConnectionPool):
         decode_content: bool = True,
         **response_kw: Any,
     ) -> BaseHTTPResponse:
-        """urllib3's ``urlopen``, retried by rstsafe's policy when that is safe.
+        """urllib3's ``urlopen``, unchanged except for stale reused connections.
 
-        A stale reused connection is retried at once on a fresh connection (and idle
-        connections at least as old are discarded); other transient failures after a
-        backoff; a request that may have reached the server only when idempotent and
-        its body can be sent again. Arguments are urllib3's.
+        Arguments, retries and errors are urllib3's. A request that met a stale reused
+        connection is retried at once on a fresh one when that is safe (any method when
+        nothing was sent, else idempotent with a replayable body), and idle connections
+        at least as old are discarded.
 
         Raises:
-            NotSentMaxRetryError: Gave up; nothing reached the server.
-            MaybeSentMaxRetryError: Gave up; the server may have received the request.
+            NotSentMaxRetryError: urllib3's ``MaxRetryError`` after rstsafe retried a
+                stale connection; nothing reached the server.
+            MaybeSentMaxRetryError: The same; the server may have received the request.
+            NotSentProtocolError: urllib3's ``ProtocolError`` after a stale retry (with
+                ``retries=False`` or ``Retry(read=False)``); nothing was sent.
+            MaybeSentProtocolError: The same; the server may have received it.
         """
-        if not isinstance(retries, Retry):
-            retries = Retry.from_int(retries, redirect=redirect, default=self.retries)
-        cached = self._rstsafe_retries
-        if cached is not None and cached[0] is retries:
-            inner = cached[1]
-        else:
-            inner = _without_transport_retries(retries)
-            self._rstsafe_retries = (retries, inner)
-        policy = self.retry_policy
-        # Now, before the first attempt: a file's start position.
-        body_info = NO_BODY if body is None else describe_body(body)
-        attempts: RequestAttempts | None = None  # made when first needed
-        started_at = time.monotonic()  # for RetryPolicy.timeout
         local = self._rstsafe_local
-        fresh = False
-        # For PoolShared.may_probe, on this thread's connection checks (restored after:
-        # urllib3 follows redirects by calling urlopen again).
-        outer_request = local.request
-        local.request = (
-            method,
-            headers if headers is not None else self.headers,
-            body_info,
-            policy,
-        )
+        # urllib3 calls urlopen again for its own retries and redirects: the outer call's
+        # request stays the one whose stale retries are counted and reported.
+        outer = local.request
+        request = outer
+        if request is None:
+            request = _Request(
+                method,
+                headers if headers is not None else self.headers,
+                body,
+                self._rstsafe_policy,
+                time.monotonic(),
+            )
+            local.request = request
+            state = self.keepalive_state
+            state.note_request()  # the retry budget's deposit
+            state.check_witness(_socket_is_open)
         try:
-            while True:
-                local.conn = None
-                asked_fresh = fresh
-                if asked_fresh:
-                    local.fresh = True
-                try:
-                    response = super().urlopen(
-                        method,
-                        url,
-                        body,
-                        headers,
-                        inner,
-                        redirect,
-                        assert_same_host,
-                        timeout=timeout,
-                        pool_timeout=pool_timeout,
-                        release_conn=release_conn,
-                        chunked=chunked,
-                        body_pos=body_pos,
-                        preload_content=preload_content,
-                        decode_content=decode_content,
-                        **response_kw,
-                    )
-                except Exception as exc:
-                    conn = local.conn
-                    local.conn = None
-                    if attempts is None:
-                        attempts = self._attempts(method, headers, body_info, started_at)
-                    facts = conn.life.facts() if isinstance(conn, HTTPConnection) else None
-                    decision = attempts.failed(exc, facts)
-                    failure = attempts.last_failure
-                    assert failure is not None
-                    self._rstsafe_shared.refresh_soon()
-                    if failure.stale and isinstance(conn, HTTPConnection):
-                        self.discard_idle(conn.life.last_used_at)
-                    if not decision.retry:
-                        if failure.kind not in policy.retry_on:
-                            raise  # not a transport failure rstsafe handles: urllib3's own error
-                        raise attempts.error(
-                            not_sent_cls=NotSentMaxRetryError,
-                            maybe_sent_cls=MaybeSentMaxRetryError,
-                            pool=self,
-                            url=url,
-                            reason=_reason(exc),
-                        ) from exc
-                    log.debug("retrying %s %s: %s", method, url, decision.reason)
-                    fresh = decision.fresh_connection
-                    if decision.delay:
-                        self._rstsafe_sleep(decision.delay)
-                    if body_info.kind is BodyKind.SEEKABLE:
-                        rewind_body(body, body_info)
-                    continue
-                finally:
-                    if asked_fresh:
-                        local.fresh = False
-                local.conn = None
-                if not policy.retry_statuses or response.status not in policy.retry_statuses:
-                    return response  # the common case: learning happened in getresponse()
-                if attempts is None:
-                    attempts = self._attempts(method, headers, body_info, started_at)
-                again = attempts.succeeded(
-                    None, status=response.status, retry_after=response.headers.get("retry-after")
-                )
-                if again is None:
-                    return response
-                log.debug("retrying %s %s: %s", method, url, again.reason)
-                response.drain_conn()
-                response.release_conn()
-                fresh = False
-                if again.delay:
-                    self._rstsafe_sleep(again.delay)
-                if body_info.kind is BodyKind.SEEKABLE:
-                    rewind_body(body, body_info)
+            return super().urlopen(
+                method,
+                url,
+                body,
+                headers,
+                retries,
+                redirect,
+                assert_same_host,
+                timeout=timeout,
+                pool_timeout=pool_timeout,
+                release_conn=release_conn,
+                chunked=chunked,
+                body_pos=body_pos,
+                preload_content=preload_content,
+                decode_content=decode_content,
+                **response_kw,
+            )
+        except Exception as exc:
+            if outer is not None or request.attempts is None:
+                raise
+            error = _acted_error(exc, request.attempts, self.keepalive_state)
+            if error is None:
+                raise
+            raise error from exc
         finally:
-            local.request = outer_request
+            local.request = outer
 
-    def _attempts(
-        self, method: str, headers: Any, body: BodyInfo, started_at: float
-    ) -> RequestAttempts:
-        policy = self.retry_policy
-        replay = replayability(
-            method, headers if headers is not None else self.headers, body, rules=policy.rules
-        )
-        return RequestAttempts(
-            policy=policy,
-            replay=replay,
-            keepalive=self.keepalive_state,
-            clock=_CLOCK,
-            started_at=started_at,
-        )
+
+def _socket_is_open(sock: object) -> bool:
+    """Whether a witness socket is still open: nothing readable (no FIN, no data)."""
+    return not wait_for_read(sock, timeout=0.0)  # type: ignore[arg-type]
 
 
 # mypy sees two _new_conn signatures; at run time ours calls the HTTPS pool's (the MRO).
@@ -723,6 +835,7 @@ class _Manager(urllib3.PoolManager):
             raise ValueError("keepalive: give either keepalive or keepalive_registry, not both")
         self.keepalive_registry = keepalive_registry
         self.retry_policy = retry if retry is not None else RetryPolicy()
+        _stale_only(self.retry_policy)  # refuse retry_statuses here, not at the first pool
         # Default options go to new pools directly (_new_pool), not into
         # connection_pool_kw: that would put them into every request's pool key.
         self._rstsafe_socket_options: list[Any] | None = None
@@ -758,8 +871,8 @@ class PoolManager(_Manager):
         num_pools: As for urllib3.
         headers: As for urllib3.
         keepalive: Keep-alive configuration (idle TTL, lifetime, requests per connection).
-        retry: rstsafe's retry policy for transport failures (urllib3's ``retries``
-            keeps redirects and status retries).
+        retry: rstsafe's retry policy; only its stale-retry part applies (see
+            :class:`HTTPConnectionPool`); urllib3's ``retries`` decides every other retry.
         keepalive_registry: Per-origin keep-alive state to share (instead of ``keepalive``).
         **connection_pool_kw: As for urllib3. ``socket_options`` defaults to urllib3's
             defaults plus TCP keepalive (:func:`rstsafe.urllib3_socket_options`).

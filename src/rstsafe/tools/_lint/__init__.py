@@ -3,7 +3,9 @@
 The rule at its core (see :mod:`rstsafe.tools._lint._chain`): at every hop, the side that reuses a
 connection gives it up before the side that accepted it, or any middlebox on the way, does,
 with margin. Inputs are live client objects, a topology file, server configuration files
-and Python source; nothing from a file is executed.
+and Python source; nothing from a file is executed, and files are read within limits
+(:mod:`rstsafe.tools._lint._inputs`): regular files only, a size cap per file and in
+total, includes inside the configuration's root, nesting at most ``MAX_DEPTH`` deep.
 """
 
 from __future__ import annotations
@@ -21,6 +23,13 @@ from rstsafe.tools._lint._configs import (
     read_hypercorn,
     read_nginx,
     read_uvicorn,
+)
+from rstsafe.tools._lint._inputs import (
+    DEFAULT_MAX_FILE_SIZE,
+    DEFAULT_MAX_TOTAL_SIZE,
+    MAX_DEPTH,
+    MAX_FILES,
+    Inputs,
 )
 from rstsafe.tools._lint._model import (
     RULES,
@@ -43,7 +52,11 @@ from rstsafe.tools._lint._topology import (
 
 __all__ = (
     "CLIENT_PRESETS",
+    "DEFAULT_MAX_FILE_SIZE",
+    "DEFAULT_MAX_TOTAL_SIZE",
     "HOP_PRESETS",
+    "MAX_DEPTH",
+    "MAX_FILES",
     "RULES",
     "Finding",
     "Hop",
@@ -111,6 +124,9 @@ def lint(
     haproxy: str | Path | None = None,
     sources: Iterable[str | Path] = (),
     somaxconn: int | None = None,
+    max_file_size: int = DEFAULT_MAX_FILE_SIZE,
+    max_total_size: int = DEFAULT_MAX_TOTAL_SIZE,
+    include_root: str | Path | None = None,
 ) -> LintReport:
     """Check clients and configuration for reset hazards; nothing is sent or executed.
 
@@ -141,14 +157,28 @@ def lint(
         sources: Python files or directories to scan for hazards.
         somaxconn: The servers' ``net.core.somaxconn``, to check listen backlogs against
             (a topology file's ``somaxconn`` wins). None: backlogs are not checked.
+        max_file_size: Bytes one file may have (default 1 MiB).
+        max_total_size: Bytes all files read may have together (default 64 MiB).
+        include_root: The directory that files named by a configuration (nginx
+            ``include``, a topology file's ``nginx = ...``) must be in. None: the
+            directory of the file given. ``"/"`` allows every file.
 
     Returns:
         A :class:`LintReport`; ``report.ok`` is False when there are errors.
 
     Raises:
-        LintInputError: A file is missing, unreadable or malformed (names file and line).
-        TypeError: A client object is not supported.
+        LintInputError: A file is missing, not a regular file, too large, unreadable or
+            malformed, nested more than ``MAX_DEPTH`` deep, or names a file outside
+            ``include_root`` (names file and line). Nothing else is raised for any
+            content of any file.
+        TypeError: A client object is not supported, or a limit is not an integer.
+        ValueError: A limit is not positive (the message names it).
     """
+    inputs = Inputs(
+        max_file_size=max_file_size,
+        max_total_size=max_total_size,
+        include_root=include_root,
+    )
     findings: list[Finding] = []
     files: list[str] = []
     client_hops: list[Hop] = []
@@ -158,7 +188,7 @@ def lint(
         findings.extend(facts.findings)
     rest: list[Hop] = []
     if topology is not None:
-        loaded = load_topology(topology, somaxconn=somaxconn)
+        loaded = load_topology(topology, somaxconn=somaxconn, inputs=inputs)
         somaxconn = loaded.somaxconn
         if not client_hops and loaded.client is not None:
             client_hops.append(loaded.client)
@@ -168,21 +198,21 @@ def lint(
     rest.extend(_upstream_hops(upstream))
     results: list[ConfigResult] = []
     if haproxy is not None:
-        results.append(read_haproxy(haproxy))
+        results.append(read_haproxy(haproxy, inputs=inputs))
     if nginx is not None:
-        results.append(read_nginx(nginx, somaxconn=somaxconn))
+        results.append(read_nginx(nginx, somaxconn=somaxconn, inputs=inputs))
     if gunicorn is not None:
-        results.append(read_gunicorn(gunicorn, somaxconn=somaxconn))
+        results.append(read_gunicorn(gunicorn, somaxconn=somaxconn, inputs=inputs))
     if uvicorn is not None:
-        results.append(read_uvicorn(uvicorn, somaxconn=somaxconn))
+        results.append(read_uvicorn(uvicorn, somaxconn=somaxconn, inputs=inputs))
     if hypercorn is not None:
-        results.append(read_hypercorn(hypercorn, somaxconn=somaxconn))
+        results.append(read_hypercorn(hypercorn, somaxconn=somaxconn, inputs=inputs))
     for result in results:
         rest.append(result.hop)
         findings.extend(result.findings)
         files.extend(result.files)
     for path in iter_python_files(sources):
-        findings.extend(scan_file(path))
+        findings.extend(scan_file(path, inputs=inputs))
         files.append(str(path))
     findings.extend(check_chain(rest, recommended_ttl=recommended_ttl))
     for client_hop in client_hops:

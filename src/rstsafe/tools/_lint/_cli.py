@@ -1,14 +1,15 @@
 """``rstsafe lint``: the command line over :func:`rstsafe.lint`.
 
 Exit codes: 0 nothing at or above ``--fail-on``; 1 findings at or above it (errors by
-default), so the command can gate CI; 2 bad input (a missing or malformed file, named with
-its line; nothing from it was executed).
+default), so the command can gate CI; 2 bad input (a missing, oversized, non-regular or
+malformed file, named with its line, as one line on stderr; nothing from it was executed).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,17 @@ def _somaxconn(text: str) -> int | None:
     if value < 1:
         raise argparse.ArgumentTypeError(f"somaxconn must be >= 1, got {value}")
     return value
+
+
+_SIZE_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3}
+
+
+def _size(text: str) -> int:
+    """Bytes, optionally with a K, M or G suffix (powers of 1024): ``10M``."""
+    match = re.fullmatch(r"([0-9]{1,15})([KMG]?)i?B?", text.strip(), flags=re.IGNORECASE)
+    if match is None or int(match.group(1)) < 1:
+        raise argparse.ArgumentTypeError(f"expected a size such as 10M or 65536, got {text!r}")
+    return int(match.group(1)) * _SIZE_UNITS[match.group(2).upper()]
 
 
 def _upstream(text: str) -> str | float:
@@ -125,6 +137,26 @@ def register(subparsers: Any) -> None:
         help="net.core.somaxconn to check listen backlogs against (default: this machine's)",
     )
     parser.add_argument(
+        "--max-file-size",
+        type=_size,
+        default=None,
+        metavar="SIZE",
+        help="largest file lint reads (default 1M; K, M, G suffixes)",
+    )
+    parser.add_argument(
+        "--max-total-size",
+        type=_size,
+        default=None,
+        metavar="SIZE",
+        help="most bytes lint reads in all (default 64M)",
+    )
+    parser.add_argument(
+        "--include-root",
+        metavar="DIR",
+        help="directory that includes and files named in configs must be in "
+        "(default: the directory of each file given; / allows every file)",
+    )
+    parser.add_argument(
         "--format", dest="output_format", choices=("text", "json", "sarif"), default="text"
     )
     parser.add_argument("--output", "-o", metavar="FILE", help="write the report to FILE")
@@ -138,7 +170,14 @@ def register(subparsers: Any) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from rstsafe.tools._lint import LintInputError, Severity, lint, render
+    from rstsafe.tools._lint import (
+        DEFAULT_MAX_FILE_SIZE,
+        DEFAULT_MAX_TOTAL_SIZE,
+        LintInputError,
+        Severity,
+        lint,
+        render,
+    )
 
     if not (
         args.paths
@@ -167,6 +206,9 @@ def _run(args: argparse.Namespace) -> int:
             haproxy=args.haproxy,
             sources=args.paths,
             somaxconn=args.somaxconn,
+            max_file_size=args.max_file_size or DEFAULT_MAX_FILE_SIZE,
+            max_total_size=args.max_total_size or DEFAULT_MAX_TOTAL_SIZE,
+            include_root=args.include_root,
         )
     except LintInputError as exc:
         raise CommandLineError(str(exc)) from None

@@ -5,6 +5,12 @@ hypercorn Python configs are parsed with :mod:`ast` and only literal values are 
 (:func:`ast.literal_eval`); anything computed at run time is reported (RST011) and the
 documented default assumed. Each reader returns the :class:`Hop` the file describes plus
 findings about the file itself (a listen backlog above ``somaxconn``, RST010).
+
+Files are read through :class:`~rstsafe.tools._lint._inputs.Inputs` (regular files only,
+size limits, includes inside the configuration's root); every parser here is iterative or
+stops at :data:`~rstsafe.tools._lint._inputs.MAX_DEPTH` levels of nesting, and every
+duration is checked to be a finite number of seconds, so that hostile input ends in a
+:class:`LintInputError` and never in another exception or a hang.
 """
 
 from __future__ import annotations
@@ -12,6 +18,8 @@ from __future__ import annotations
 import ast
 import glob
 import json
+import math
+import os
 import re
 import shlex
 import sys
@@ -20,7 +28,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rstsafe.tools._lint._inputs import (
+    MAX_DEPTH,
+    MAX_FILES,
+    MAX_SECONDS,
+    Inputs,
+    finite_seconds,
+    shown,
+)
 from rstsafe.tools._lint._model import Finding, Hop, HopKind, LintInputError, Severity
+from rstsafe.tools._lint._source import parse_python
 
 __all__ = (
     "ConfigResult",
@@ -54,6 +71,18 @@ HYPERCORN_KEEPALIVE = 5.0
 HYPERCORN_BACKLOG = 100
 
 _MAX_INCLUDE_DEPTH = 16
+# Directory levels in an include pattern: Linux's PATH_MAX (4096) allows about 2000, and
+# glob recurses once per level with a wildcard; no real path has more than a few dozen.
+_MAX_INCLUDE_COMPONENTS = MAX_DEPTH
+# The longest command line read from a Procfile or Dockerfile: Linux's MAX_ARG_STRLEN, the
+# most one argument of execve() may have (32 pages), so a longer line cannot run anyway.
+# shlex splits about 2 MB/s; this keeps one line well under a second.
+MAX_COMMAND_LINE = 128 * 1024
+# Integers in configuration files (backlog, keepalive_requests) beyond a signed 64-bit
+# value are out of range for every server read here.
+_MAX_INT = 2**63 - 1
+# A listen backlog is a C int in listen(2).
+_MAX_BACKLOG = 2**31 - 1
 
 
 @dataclass(slots=True)
@@ -65,15 +94,9 @@ class ConfigResult:
     files: list[str] = field(default_factory=list)
 
 
-def _read_text(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise LintInputError("no such file", file=str(path)) from None
-    except UnicodeDecodeError as exc:
-        raise LintInputError(f"not UTF-8 text ({exc.reason})", file=str(path)) from None
-    except OSError as exc:
-        raise LintInputError(f"cannot read: {exc.strerror or exc}", file=str(path)) from None
+def _rooted(inputs: Inputs | None, path: Path) -> Inputs:
+    """The inputs for a file given to a reader: a fresh budget if none, rooted at ``path``."""
+    return (inputs if inputs is not None else Inputs()).rooted_at(path)
 
 
 def _backlog_finding(
@@ -114,7 +137,10 @@ _NGINX_UNITS = {
     "M": 2592000.0,
     "y": 31536000.0,
 }
-_NGINX_TIME = re.compile(r"(\d+)(ms|s|m|h|d|w|M|y)?")
+_NGINX_TIME = re.compile(r"([0-9]+)(ms|s|m|h|d|w|M|y)?")
+# Digits in one number of a time: nginx keeps times in a 64-bit integer (19 digits) and
+# refuses more (ngx_parse_time); more than 18 would only be refused below.
+_MAX_TIME_DIGITS = 18
 
 
 def parse_duration_nginx(text: str) -> float:
@@ -125,16 +151,18 @@ def parse_duration_nginx(text: str) -> float:
     """
     compact = text.replace(" ", "")
     if not compact:
-        raise ValueError(f"invalid time {text!r}")
+        raise ValueError(f"invalid time {shown(text)}")
     total = 0.0
     position = 0
     while position < len(compact):
         match = _NGINX_TIME.match(compact, position)
         if match is None:
-            raise ValueError(f"invalid time {text!r}")
+            raise ValueError(f"invalid time {shown(text)}")
+        if len(match.group(1)) > _MAX_TIME_DIGITS:
+            raise ValueError(f"time {shown(text)} is out of range")
         total += int(match.group(1)) * _NGINX_UNITS[match.group(2) or "s"]
         position = match.end()
-    return total
+    return finite_seconds(total, f"time {shown(text)}")
 
 
 @dataclass(slots=True)
@@ -189,6 +217,7 @@ def _nginx_tokens(text: str, file: str) -> Iterator[tuple[str, int, bool]]:
 
 
 def _nginx_parse(text: str, file: str) -> list[_Directive]:
+    """Parse nginx text into directives, iteratively; blocks nest at most MAX_DEPTH deep."""
     root: list[_Directive] = []
     stack: list[tuple[list[_Directive], int]] = []
     current = root
@@ -207,6 +236,10 @@ def _nginx_parse(text: str, file: str) -> list[_Directive]:
         elif token == "{":
             if not words:
                 raise LintInputError("unexpected '{'", file=file, line=line)
+            if len(stack) >= MAX_DEPTH:
+                raise LintInputError(
+                    f"blocks nested more than {MAX_DEPTH} deep", file=file, line=line
+                )
             directive = _Directive(words[0], words[1:], file, word_line, [])
             current.append(directive)
             stack.append((current, line))
@@ -215,13 +248,15 @@ def _nginx_parse(text: str, file: str) -> list[_Directive]:
             words = []
         else:
             if words:
-                raise LintInputError(f"missing ';' after {words[0]!r}", file=file, line=line)
+                raise LintInputError(f"missing ';' after {shown(words[0])}", file=file, line=line)
             if not stack:
                 raise LintInputError("unexpected '}'", file=file, line=line)
             current, _ = stack.pop()
     if words:
         raise LintInputError(
-            f"unexpected end of file: missing ';' after {words[0]!r}", file=file, line=word_line
+            f"unexpected end of file: missing ';' after {shown(words[0])}",
+            file=file,
+            line=word_line,
         )
     if stack:
         _, open_line = stack[-1]
@@ -233,42 +268,133 @@ def _nginx_parse(text: str, file: str) -> list[_Directive]:
     return root
 
 
-def _nginx_load(path: Path, depth: int, files: list[str]) -> list[_Directive]:
-    files.append(str(path))
-    directives = _nginx_parse(_read_text(path), str(path))
-    return _nginx_expand(directives, path.parent, depth, files)
+@dataclass(slots=True)
+class _Includes:
+    """The state of following nginx includes: the files open above, what was skipped."""
+
+    inputs: Inputs
+    files: list[str]
+    active: list[str] = field(default_factory=list)  # real paths, outermost first
+    skipped: list[Finding] = field(default_factory=list)
+
+
+def _nginx_load(path: Path, state: _Includes, nesting: int) -> list[_Directive]:
+    state.files.append(str(path))
+    real = os.path.realpath(path)
+    state.active.append(real)
+    included = bool(state.active[:-1])  # the file given to lint is not an include
+    directives = _nginx_parse(state.inputs.read_text(path, included=included), str(path))
+    expanded = _nginx_expand(directives, path.parent, state, nesting)
+    state.active.pop()
+    return expanded
+
+
+def _glob_base(pattern: str) -> str:
+    """The directory part of ``pattern`` before its first wildcard."""
+    parts = Path(pattern).parts
+    fixed: list[str] = []
+    for part in parts[:-1]:
+        if glob.has_magic(part):
+            break
+        fixed.append(part)
+    return str(Path(*fixed)) if fixed else "."
+
+
+def _include_outside(directive: _Directive, pattern: str, state: _Includes) -> None:
+    root = state.inputs.include_root
+    state.skipped.append(
+        Finding(
+            code="RST012",
+            severity=Severity.NOTE,
+            message=f"include {shown(pattern)} is outside the configuration root {root}: not read",
+            fix="pass include_root= (--include-root) to read files outside it",
+            file=directive.file,
+            line=directive.line,
+        )
+    )
 
 
 def _nginx_expand(
-    directives: list[_Directive], base: Path, depth: int, files: list[str]
+    directives: list[_Directive], base: Path, state: _Includes, nesting: int
 ) -> list[_Directive]:
+    """Replace ``include`` directives by the directives of the files they match.
+
+    ``nesting`` is how deep ``directives`` sit in the whole configuration, includes
+    followed: blocks may nest MAX_DEPTH deep in total, not per file.
+    """
     expanded: list[_Directive] = []
     for directive in directives:
         if directive.name == "include" and directive.block is None and directive.args:
-            if depth >= _MAX_INCLUDE_DEPTH:
+            if len(state.active) > _MAX_INCLUDE_DEPTH:
                 raise LintInputError(
-                    "includes nested too deeply (a loop?)", file=directive.file, line=directive.line
+                    f"includes nested more than {_MAX_INCLUDE_DEPTH} deep",
+                    file=directive.file,
+                    line=directive.line,
                 )
             pattern = directive.args[0]
             full = pattern if Path(pattern).is_absolute() else str(base / pattern)
+            if not state.inputs.within_root(Path(_glob_base(full))):
+                # Not even listed: a pattern such as /*/*/* would walk the whole disk.
+                _include_outside(directive, pattern, state)
+                continue
+            if full.count("/") > _MAX_INCLUDE_COMPONENTS:
+                # glob recurses once per directory level of a pattern with wildcards.
+                raise LintInputError(
+                    f"include {shown(pattern)}: more than {_MAX_INCLUDE_COMPONENTS} directory "
+                    "levels",
+                    file=directive.file,
+                    line=directive.line,
+                )
+            try:
+                matches = sorted(glob.glob(full))
+            except (OSError, ValueError) as exc:
+                raise LintInputError(
+                    f"include {shown(pattern)}: {exc}", file=directive.file, line=directive.line
+                ) from None
             # A missing include (mime.types on a CI machine) is skipped: it cannot hold
             # the directives lint is after often enough to make the whole run fail.
-            for match in sorted(glob.glob(full)):
-                expanded.extend(_nginx_load(Path(match), depth + 1, files))
+            for match in matches:
+                if not state.inputs.within_root(Path(match)):
+                    _include_outside(directive, pattern, state)
+                    continue
+                if os.path.realpath(match) in state.active:
+                    raise LintInputError(
+                        f"include {shown(pattern)} includes {match} again (an include loop)",
+                        file=directive.file,
+                        line=directive.line,
+                    )
+                if state.inputs.included_files >= MAX_FILES:
+                    raise LintInputError(
+                        f"includes read more than {MAX_FILES} files (an include fan-out?)",
+                        file=directive.file,
+                        line=directive.line,
+                    )
+                expanded.extend(_nginx_load(Path(match), state, nesting))
             continue
         if directive.block is not None:
-            directive.block = _nginx_expand(directive.block, base, depth, files)
+            if nesting >= MAX_DEPTH:
+                raise LintInputError(
+                    f"blocks nested more than {MAX_DEPTH} deep (includes followed)",
+                    file=directive.file,
+                    line=directive.line,
+                )
+            directive.block = _nginx_expand(directive.block, base, state, nesting + 1)
         expanded.append(directive)
     return expanded
 
 
-def _walk(
-    directives: list[_Directive], context: tuple[str, ...] = ()
-) -> Iterator[tuple[tuple[str, ...], _Directive]]:
-    for directive in directives:
+def _walk(directives: list[_Directive]) -> Iterator[tuple[tuple[str, ...], _Directive]]:
+    """Every directive with the names of the blocks around it, in file order (iterative)."""
+    stack: list[tuple[tuple[str, ...], Iterator[_Directive]]] = [((), iter(directives))]
+    while stack:
+        context, remaining = stack[-1]
+        directive = next(remaining, None)
+        if directive is None:
+            stack.pop()
+            continue
         yield context, directive
         if directive.block is not None:
-            yield from _walk(directive.block, (*context, directive.name))
+            stack.append(((*context, directive.name), iter(directive.block)))
 
 
 def _nginx_time_arg(directive: _Directive, index: int = 0) -> float:
@@ -285,25 +411,33 @@ def _nginx_time_arg(directive: _Directive, index: int = 0) -> float:
 
 
 def _int_arg(directive: _Directive, value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
+    if not re.fullmatch(r"-?[0-9]+", value):
         raise LintInputError(
-            f"{directive.name}: expected an integer, got {value!r}",
-            file=directive.file,
-            line=directive.line,
-        ) from None
-    if number < 0:
-        raise LintInputError(
-            f"{directive.name}: expected a non-negative integer, got {value!r}",
+            f"{directive.name}: expected an integer, got {shown(value)}",
             file=directive.file,
             line=directive.line,
         )
-    return number
+    if value.startswith("-"):
+        raise LintInputError(
+            f"{directive.name}: expected a non-negative integer, got {shown(value)}",
+            file=directive.file,
+            line=directive.line,
+        )
+    if len(value) > 19 or int(value) > _MAX_INT:
+        raise LintInputError(
+            f"{directive.name}: {shown(value)} is out of range",
+            file=directive.file,
+            line=directive.line,
+        )
+    return int(value)
 
 
 def read_nginx(
-    path: str | Path, *, name: str = "nginx", somaxconn: int | None = None
+    path: str | Path,
+    *,
+    name: str = "nginx",
+    somaxconn: int | None = None,
+    inputs: Inputs | None = None,
 ) -> ConfigResult:
     """Read an nginx configuration (following ``include``) into a proxy hop.
 
@@ -312,17 +446,21 @@ def read_nginx(
     when an ``upstream`` block has ``keepalive N`` and it speaks HTTP/1.1 to upstreams
     (``proxy_http_version 1.1``; or ``fastcgi_keep_conn on``, or gRPC); then for that
     block's ``keepalive_timeout`` (60 s by default).
+
+    Includes are followed only inside the configuration's root (``inputs``; by default the
+    directory of ``path``): one outside it is not read and reported (RST012, a note).
     """
     path = Path(path)
-    files: list[str] = []
-    directives = _nginx_load(path, 0, files)
+    state = _Includes(inputs=_rooted(inputs, path), files=[])
+    directives = _nginx_load(path, state, 0)
+    files = state.files
     timeouts: list[tuple[float, _Directive]] = []
     requests: list[int] = []
     upstream_pools: list[tuple[float, _Directive]] = []
     # nginx talks HTTP/1.0 to upstreams unless told otherwise, and HTTP/1.0 without
     # keep-alive closes after each response: `keepalive N` alone reuses nothing.
     speaks_keepalive = False
-    findings: list[Finding] = []
+    findings: list[Finding] = list(state.skipped)
     first_http: _Directive | None = None
     listens: list[tuple[int, _Directive, bool]] = []
     for context, directive in _walk(directives):
@@ -408,16 +546,11 @@ def read_nginx(
 
 
 def _python_settings(
-    path: Path, wanted: Sequence[str]
+    path: Path, wanted: Sequence[str], inputs: Inputs
 ) -> tuple[dict[str, tuple[Any, int]], list[tuple[str, int]], str]:
     """Return literal module-level settings, the names set to non-literals, and the text."""
-    text = _read_text(path)
-    try:
-        tree = ast.parse(text, filename=str(path))
-    except SyntaxError as exc:
-        raise LintInputError(
-            f"invalid Python: {exc.msg}", file=str(path), line=exc.lineno
-        ) from None
+    text = inputs.read_text(path)
+    tree = parse_python(text, filename=str(path))
     values: dict[str, tuple[Any, int]] = {}
     dynamic: list[tuple[str, int]] = []
     for node in tree.body:
@@ -439,10 +572,25 @@ def _python_settings(
     return values, dynamic, text
 
 
-def _number(value: Any, setting: str, file: str, line: int) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+def _number(
+    value: Any, setting: str, file: str, line: int | None, *, maximum: float = MAX_SECONDS
+) -> float:
+    """A finite number in 0..maximum from a config value, else LintInputError (no overflow)."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or (isinstance(value, float) and math.isnan(value))
+        or value < 0
+    ):
         raise LintInputError(
-            f"{setting} must be a non-negative number, got {value!r}", file=file, line=line
+            f"{setting} must be a non-negative number, got {shown(value)}", file=file, line=line
+        )
+    if value > maximum:  # int > float compares exactly, with no conversion to overflow
+        raise LintInputError(
+            f"{setting} is out of range: {shown(value)} is more than "
+            f"{maximum if isinstance(maximum, int) else f'{maximum:g}'}",
+            file=file,
+            line=line,
         )
     return float(value)
 
@@ -465,7 +613,11 @@ def _dynamic_findings(
 
 
 def read_gunicorn(
-    path: str | Path, *, name: str = "gunicorn", somaxconn: int | None = None
+    path: str | Path,
+    *,
+    name: str = "gunicorn",
+    somaxconn: int | None = None,
+    inputs: Inputs | None = None,
 ) -> ConfigResult:
     """Read a gunicorn configuration file (Python, parsed with :mod:`ast`) into a server hop.
 
@@ -481,7 +633,7 @@ def read_gunicorn(
         "worker_class": "sync",
         "threads": 1,
     }
-    values, dynamic, _ = _python_settings(path, tuple(defaults))
+    values, dynamic, _ = _python_settings(path, tuple(defaults), _rooted(inputs, path))
     keepalive = defaults["keepalive"]
     keepalive_line: int | None = None
     if "keepalive" in values:
@@ -491,13 +643,15 @@ def read_gunicorn(
     threads = values.get("threads", (1, None))[0]
     if not isinstance(worker_class, str):
         raise LintInputError(
-            f"worker_class must be a string, got {worker_class!r}",
+            f"worker_class must be a string, got {shown(worker_class)}",
             file=file,
             line=values["worker_class"][1],
         )
     if isinstance(threads, bool) or not isinstance(threads, int):
         raise LintInputError(
-            f"threads must be an integer, got {threads!r}", file=file, line=values["threads"][1]
+            f"threads must be an integer, got {shown(threads)}",
+            file=file,
+            line=values["threads"][1],
         )
     worker = worker_class.rsplit(".", 1)[-1].lower()
     if worker in ("sync", "syncworker") and threads > 1:
@@ -507,7 +661,7 @@ def read_gunicorn(
     backlog_line: int | None = None
     if "backlog" in values:
         raw, backlog_line = values["backlog"]
-        backlog = int(_number(raw, "backlog", file, backlog_line))
+        backlog = int(_number(raw, "backlog", file, backlog_line, maximum=_MAX_BACKLOG))
     findings = _dynamic_findings(dynamic, defaults, name, file)
     findings.extend(
         _backlog_finding(
@@ -536,12 +690,19 @@ def read_gunicorn(
     return ConfigResult(hop=hop, findings=findings, files=[file])
 
 
-def _command_from_file(path: Path, program: str) -> tuple[list[str], int]:
+def _command_from_file(path: Path, program: str, inputs: Inputs) -> tuple[list[str], int]:
     """Find the first line that runs ``program`` in a Procfile/Dockerfile/shell script."""
-    text = _read_text(path)
+    text = inputs.read_text(path)
     for number, line in enumerate(text.splitlines(), start=1):
         if not re.search(rf"\b{re.escape(program)}\b", line) or line.lstrip().startswith("#"):
             continue
+        if len(line) > MAX_COMMAND_LINE:
+            raise LintInputError(
+                f"the line running {program} is {len(line)} characters long, more than a "
+                f"command line can be ({MAX_COMMAND_LINE})",
+                file=str(path),
+                line=number,
+            )
         bracket = line.find("[")
         if bracket != -1 and line.rstrip().endswith("]"):
             try:
@@ -549,6 +710,13 @@ def _command_from_file(path: Path, program: str) -> tuple[list[str], int]:
             except json.JSONDecodeError as exc:
                 raise LintInputError(
                     f"invalid JSON command: {exc.msg}", file=str(path), line=number
+                ) from None
+            except RecursionError:  # json's decoder recurses per nested array
+                raise LintInputError(
+                    "invalid JSON command: arrays nested too deeply (a command is a flat "
+                    "array of strings)",
+                    file=str(path),
+                    line=number,
                 ) from None
             if isinstance(parsed, list) and all(isinstance(a, str) for a in parsed):
                 return [str(a) for a in parsed], number
@@ -579,16 +747,41 @@ def _options(argv: Sequence[str], flags: dict[str, str]) -> dict[str, str]:
     return found
 
 
-def _command_source(command: str | Path, program: str) -> tuple[list[str], str, int | None]:
-    """Return ``(argv, source, line)`` from a command line or a file holding one."""
-    if isinstance(command, Path) or (
-        isinstance(command, str) and " " not in command.strip() and Path(command).is_file()
-    ):
-        path = Path(command)
-        argv, line = _command_from_file(path, program)
-        return argv, str(path), line
+def _names_a_file(command: str | Path) -> bool:
+    """Whether ``command`` is a path to read rather than a command line.
+
+    A Path always is; a string is when it has no space and something exists there (a
+    FIFO or a directory too: reading it then fails with a message, instead of the path
+    being taken for a command line with no options).
+    """
+    if isinstance(command, Path):
+        return True
+    if not isinstance(command, str) or " " in command.strip() or "\0" in command:
+        return False
     try:
-        return shlex.split(str(command)), f"{program} command line", None
+        return os.path.lexists(command)
+    except (OSError, ValueError):  # a name too long for the file system
+        return False
+
+
+def _command_source(
+    command: str | Path, program: str, inputs: Inputs | None
+) -> tuple[list[str], str, int | None]:
+    """Return ``(argv, source, line)`` from a command line or a file holding one."""
+    if not isinstance(command, str | os.PathLike):
+        raise TypeError(f"{program} must be a command line or a path, got {type(command).__name__}")
+    if _names_a_file(command):
+        path = Path(command)
+        argv, line = _command_from_file(path, program, _rooted(inputs, path))
+        return argv, str(path), line
+    text = str(command)
+    if len(text) > MAX_COMMAND_LINE:
+        raise LintInputError(
+            f"the {program} command line is {len(text)} characters long, more than a "
+            f"command line can be ({MAX_COMMAND_LINE})"
+        )
+    try:
+        return shlex.split(text), f"{program} command line", None
     except ValueError as exc:
         raise LintInputError(f"cannot split the {program} command line: {exc}") from None
 
@@ -602,16 +795,22 @@ def _server_from_command(
     keepalive_default: float,
     backlog_default: int,
     somaxconn: int | None,
+    inputs: Inputs | None,
 ) -> ConfigResult:
-    argv, source, line = _command_source(command, program)
+    argv, source, line = _command_source(command, program, inputs)
     try:
         options = _options(argv, flags)
-        keepalive = float(options.get("keepalive", keepalive_default))
-        backlog = int(options.get("backlog", backlog_default))
+        keepalive = finite_seconds(
+            float(options.get("keepalive", keepalive_default)), "the keep-alive timeout"
+        )
+        raw_backlog = options.get("backlog", str(backlog_default))
+        if not re.fullmatch(r"[0-9]{1,19}", raw_backlog) or int(raw_backlog) > _MAX_BACKLOG:
+            raise ValueError(
+                f"the backlog must be a non-negative integer, got {shown(raw_backlog)}"
+            )
+        backlog = int(raw_backlog)
     except ValueError as exc:
         raise LintInputError(f"bad {program} option: {exc}", file=source, line=line) from None
-    if keepalive < 0 or backlog < 0:
-        raise LintInputError(f"{program} options must not be negative", file=source, line=line)
     is_file = line is not None
     findings = _backlog_finding(
         hop_name=name,
@@ -634,7 +833,11 @@ def _server_from_command(
 
 
 def read_uvicorn(
-    command: str | Path, *, name: str = "uvicorn", somaxconn: int | None = None
+    command: str | Path,
+    *,
+    name: str = "uvicorn",
+    somaxconn: int | None = None,
+    inputs: Inputs | None = None,
 ) -> ConfigResult:
     """Read uvicorn's options from a command line, or from a file that runs uvicorn.
 
@@ -650,11 +853,16 @@ def read_uvicorn(
         keepalive_default=UVICORN_KEEPALIVE,
         backlog_default=UVICORN_BACKLOG,
         somaxconn=somaxconn,
+        inputs=inputs,
     )
 
 
 def read_hypercorn(
-    source: str | Path, *, name: str = "hypercorn", somaxconn: int | None = None
+    source: str | Path,
+    *,
+    name: str = "hypercorn",
+    somaxconn: int | None = None,
+    inputs: Inputs | None = None,
 ) -> ConfigResult:
     """Read hypercorn's settings from a TOML or Python config file, or a command line.
 
@@ -662,10 +870,13 @@ def read_hypercorn(
     imported); anything else is treated like :func:`read_uvicorn` treats its argument, with
     hypercorn's ``--keep-alive`` and ``--backlog`` flags.
     """
+    if not isinstance(source, str | os.PathLike):
+        raise TypeError(f"hypercorn must be a path or a command line, got {type(source).__name__}")
     path = Path(source)
     text_source = str(source)
     if path.suffix in (".toml", ".py") and " " not in text_source:
         file = str(path)
+        rooted = _rooted(inputs, path)
         defaults: dict[str, Any] = {
             "keep_alive_timeout": HYPERCORN_KEEPALIVE,
             "backlog": HYPERCORN_BACKLOG,
@@ -673,13 +884,12 @@ def read_hypercorn(
         lines: dict[str, int | None] = {}
         findings: list[Finding] = []
         if path.suffix == ".toml":
-            table = _load_toml(path)
+            table, text = _load_toml(path, rooted)
             values = {key: table[key] for key in defaults if key in table}
-            text = _read_text(path)
             for key in values:
                 lines[key] = _line_of_key(text, key)
         else:
-            found, dynamic, _ = _python_settings(path, tuple(defaults))
+            found, dynamic, _ = _python_settings(path, tuple(defaults), rooted)
             values = {key: value for key, (value, _) in found.items()}
             lines = {key: line for key, (_, line) in found.items()}
             findings.extend(_dynamic_findings(dynamic, defaults, name, file))
@@ -689,7 +899,15 @@ def read_hypercorn(
             file,
             lines.get("keep_alive_timeout") or 1,
         )
-        backlog = int(_number(values.get("backlog", defaults["backlog"]), "backlog", file, 1))
+        backlog = int(
+            _number(
+                values.get("backlog", defaults["backlog"]),
+                "backlog",
+                file,
+                lines.get("backlog") or 1,
+                maximum=_MAX_BACKLOG,
+            )
+        )
         findings.extend(
             _backlog_finding(
                 hop_name=name,
@@ -719,6 +937,7 @@ def read_hypercorn(
         keepalive_default=HYPERCORN_KEEPALIVE,
         backlog_default=HYPERCORN_BACKLOG,
         somaxconn=somaxconn,
+        inputs=inputs,
     )
 
 
@@ -730,14 +949,85 @@ def _line_of_key(text: str, key: str) -> int | None:
     return None
 
 
-def _load_toml(path: Path) -> dict[str, Any]:
-    """Parse a TOML file with :mod:`tomllib` (Python 3.11+)."""
-    text = _read_text(path)
+# TOML nesting is measured outside strings and comments: brackets and braces (table
+# headers, [a] and [[a]], open and close on their line, so they count for two levels at
+# most), and dots that are not a decimal point, which join the parts of a dotted key.
+# Each pattern consumes characters one at a time and never needs to backtrack, and the
+# scan always moves past what a pattern consumed: one pass, linear in the file's size
+# (a single regular expression for whole strings rescans an unterminated string from
+# every quote in it, which is quadratic).
+_TOML_SIGNIFICANT = re.compile(r"[\[\]{}\n\"'#.]")
+_TOML_BASIC = re.compile(r'(?:[^"\\\n]|\\.)*')  # inside "...", up to the quote
+_TOML_MULTILINE_BASIC = re.compile(r'(?:[^"\\]|\\.|"(?!""))*', re.DOTALL)  # inside """..."""
+_TOML_LITERAL = re.compile(r"[^'\n]*")  # inside '...'
+
+
+def _toml_depth_check(text: str, file: str) -> None:
+    """Raise LintInputError at the line where the TOML nests beyond MAX_DEPTH.
+
+    tomllib parses nested values recursively (a file of 100,000 ``[`` exhausts the
+    interpreter's recursion limit) and walks a dotted key's parts for each part (a key
+    of 50,000 parts takes minutes), so both are measured first, in one linear pass.
+    Malformed strings are skipped as far as they go; tomllib reports them.
+    """
+    depth = 0
+    dots = 0
+    line = 1
+    position = 0
+    size = len(text)
+    while (found := _TOML_SIGNIFICANT.search(text, position)) is not None:
+        char = found.group()
+        position = found.end()
+        if char == "\n":
+            line += 1
+            dots = 0
+        elif char == "#":
+            newline = text.find("\n", position)
+            position = size if newline < 0 else newline
+        elif char == '"' and text.startswith('""', position):
+            inside = _TOML_MULTILINE_BASIC.match(text, position + 2)
+            assert inside is not None  # the pattern matches the empty string
+            line += inside.group().count("\n")
+            position = min(size, inside.end() + 3)
+        elif char == "'" and text.startswith("''", position):
+            close = text.find("'''", position + 2)
+            end = size if close < 0 else close + 3
+            line += text.count("\n", position, end)
+            position = end
+        elif char in "\"'":
+            inside = (_TOML_BASIC if char == '"' else _TOML_LITERAL).match(text, position)
+            assert inside is not None
+            position = inside.end() + (text.startswith(char, inside.end()))
+        elif char == ".":
+            before = text[position - 2] if position >= 2 else ""
+            after = text[position] if position < size else ""
+            if not (before.isdigit() and after.isdigit()):
+                dots += 1
+                if dots >= MAX_DEPTH:
+                    raise LintInputError(
+                        f"dotted keys of more than {MAX_DEPTH} parts", file=file, line=line
+                    )
+        elif char in "[{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise LintInputError(
+                    f"arrays or inline tables nested more than {MAX_DEPTH} deep",
+                    file=file,
+                    line=line,
+                )
+        else:  # ] or }
+            depth = max(0, depth - 1)
+
+
+def _load_toml(path: Path, inputs: Inputs) -> tuple[dict[str, Any], str]:
+    """Parse a TOML file with :mod:`tomllib` (Python 3.11+); return the table and the text."""
+    text = inputs.read_text(path)
     if sys.version_info >= (3, 11):
         import tomllib
 
+        _toml_depth_check(text, str(path))
         try:
-            return tomllib.loads(text)
+            return tomllib.loads(text), text
         except tomllib.TOMLDecodeError as exc:
             match = re.search(r"\(at line (\d+)", str(exc))
             raise LintInputError(
@@ -754,7 +1044,10 @@ def _load_toml(path: Path) -> dict[str, Any]:
 # --------------------------------------------------------------------------- HAProxy
 
 _HAPROXY_UNITS = {"us": 1e-6, "ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-_HAPROXY_TIME = re.compile(r"(\d+)(us|ms|s|m|h|d)?")
+_HAPROXY_TIME = re.compile(r"([0-9]+)(us|ms|s|m|h|d)?")
+# HAProxy keeps timeouts in a signed 32-bit count of milliseconds and refuses a longer one:
+# "timer overflow in argument ... (maximum value is 2147483647 ms or ~24.8 days)".
+_HAPROXY_MAX_MS = 2**31 - 1
 _HAPROXY_SECTIONS = (
     "global",
     "defaults",
@@ -783,8 +1076,16 @@ def parse_duration_haproxy(text: str) -> float:
     """
     match = _HAPROXY_TIME.fullmatch(text)
     if match is None:
-        raise ValueError(f"invalid time {text!r}")
-    return int(match.group(1)) * _HAPROXY_UNITS[match.group(2) or "ms"]
+        raise ValueError(f"invalid time {shown(text)}")
+    digits, unit = match.group(1), match.group(2) or "ms"
+    # Compared as integers of microseconds: no float is made of a 400-digit number.
+    micros = int(digits) * round(_HAPROXY_UNITS[unit] * 1e6) if len(digits) <= 30 else None
+    if micros is None or micros > _HAPROXY_MAX_MS * 1000:
+        raise ValueError(
+            f"timer overflow in {shown(text)} (the maximum is {_HAPROXY_MAX_MS} ms, "
+            "about 24.8 days)"
+        )
+    return micros / 1e6
 
 
 @dataclass(slots=True)
@@ -796,7 +1097,9 @@ class _HAProxySection:
     reuse: str | None = None
 
 
-def read_haproxy(path: str | Path, *, name: str = "haproxy") -> ConfigResult:
+def read_haproxy(
+    path: str | Path, *, name: str = "haproxy", inputs: Inputs | None = None
+) -> ConfigResult:
     """Read an HAProxy configuration into a proxy hop.
 
     The client side's idle timeout is ``timeout http-keep-alive`` (falling back to
@@ -807,7 +1110,7 @@ def read_haproxy(path: str | Path, *, name: str = "haproxy") -> ConfigResult:
     """
     path = Path(path)
     file = str(path)
-    text = _read_text(path)
+    text = _rooted(inputs, path).read_text(path)
     sections: list[_HAProxySection] = []
     defaults = _HAProxySection("defaults", 0)
     current: _HAProxySection | None = None
@@ -830,14 +1133,16 @@ def read_haproxy(path: str | Path, *, name: str = "haproxy") -> ConfigResult:
             sections.append(current)
             continue
         if current is None:
-            raise LintInputError(f"{keyword!r} outside of any section", file=file, line=number)
+            raise LintInputError(f"{shown(keyword)} outside of any section", file=file, line=number)
         if keyword == "timeout":
             if len(words) != 3:
                 raise LintInputError("timeout needs a name and a value", file=file, line=number)
             try:
                 current.timeouts[words[1]] = (parse_duration_haproxy(words[2]), number)
             except ValueError as exc:
-                raise LintInputError(f"timeout {words[1]}: {exc}", file=file, line=number) from None
+                raise LintInputError(
+                    f"timeout {shown(words[1])}: {exc}", file=file, line=number
+                ) from None
         elif keyword == "option" and len(words) >= 2:
             current.options.add(words[1])
         elif keyword == "no" and len(words) >= 3 and words[1] == "option":

@@ -177,6 +177,16 @@ RULES: dict[str, Rule] = {
             (),
         ),
         Rule(
+            "RST012",
+            Severity.NOTE,
+            "include outside the configuration root not read",
+            "An include resolves outside the directory of the configuration lint was "
+            "given (or include_root), so lint did not open it: settings in it were not "
+            "checked. Files outside the root are never read unless allowed, so that a "
+            "configuration cannot make lint read, or quote, arbitrary files.",
+            (),
+        ),
+        Rule(
             "RST101",
             Severity.ERROR,
             "SO_LINGER with a zero timeout",

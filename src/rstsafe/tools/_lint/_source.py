@@ -4,6 +4,11 @@ Names are resolved through the module's own imports (``import requests as r``,
 ``from urllib3.util.retry import Retry``), so ``r.get(url)`` is recognised as
 ``requests.get``. The checks are deliberately literal: a value computed at run time is
 not guessed at, so every finding points at code that is wrong as written.
+
+The walk over the syntax tree is iterative, so a file is scanned if Python's own parser
+accepts it; one it refuses as too deeply nested (200 nested brackets, or an expression
+such as a 100,000-term sum nested deeper than the interpreter's recursion limit) is a
+:class:`LintInputError` at its line, like a syntax error.
 """
 
 from __future__ import annotations
@@ -14,9 +19,10 @@ import struct
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from rstsafe.tools._lint._inputs import Inputs
 from rstsafe.tools._lint._model import RULES, Finding, LintInputError, Severity
 
-__all__ = ("iter_python_files", "scan_file", "scan_source")
+__all__ = ("iter_python_files", "parse_python", "scan_file", "scan_source")
 
 # Methods whose retry may execute a request twice (RFC 9110 section 9.2.2: not idempotent).
 NON_IDEMPOTENT = frozenset({"POST", "PATCH", "CONNECT"})
@@ -47,45 +53,87 @@ def iter_python_files(paths: Iterable[str | Path]) -> Iterator[Path]:
     """Yield the ``.py`` files named, and those under the directories named (sorted).
 
     Raises:
-        LintInputError: a path does not exist.
+        LintInputError: a path does not exist, or is neither a directory nor a regular file.
     """
     for raw in paths:
         path = Path(raw)
+        try:
+            exists = os.path.lexists(path)
+        except (OSError, ValueError):  # NUL in the name, a name too long
+            exists = False
+        if not exists:
+            raise LintInputError("no such file or directory", file=str(path))
         if path.is_dir():
             for root, dirs, files in os.walk(path):
                 dirs[:] = sorted(d for d in dirs if d not in _SKIP_DIRS)
                 for name in sorted(files):
                     if name.endswith(".py"):
                         yield Path(root) / name
-        elif path.is_file():
-            yield path
         else:
-            raise LintInputError("no such file or directory", file=str(path))
+            yield path  # a FIFO or device is refused when it is read, with what it is
 
 
-def scan_file(path: str | Path) -> list[Finding]:
-    """Scan one Python file. Raises :class:`LintInputError` for unreadable or invalid code."""
+def scan_file(path: str | Path, *, inputs: Inputs | None = None) -> list[Finding]:
+    """Scan one Python file. Raises :class:`LintInputError` for unreadable or invalid code.
+
+    ``inputs`` is the run's reading context (limits, regular files only); a fresh one
+    with the default limits when None.
+    """
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise LintInputError(f"not UTF-8 text ({exc.reason})", file=str(path)) from None
-    except OSError as exc:
-        raise LintInputError(f"cannot read: {exc.strerror or exc}", file=str(path)) from None
+    text = (inputs if inputs is not None else Inputs()).read_text(path)
     return scan_source(text, filename=str(path))
+
+
+_OPERATOR_CHARACTERS = frozenset("([{-+~*/%@&|^<>.!=")
+
+
+def _most_nested_line(text: str) -> int | None:
+    """The line most likely to have defeated Python's parser: the most operator characters.
+
+    Only used to place the error when the parser gave up (MemoryError or RecursionError,
+    which carry no line); a line that deep has hundreds of operators or brackets.
+    """
+    best, best_count = None, 0
+    for number, line in enumerate(text.splitlines(), start=1):
+        count = sum(1 for char in line if char in _OPERATOR_CHARACTERS)
+        if count > best_count:
+            best, best_count = number, count
+    return best
+
+
+def parse_python(text: str, *, filename: str) -> ast.Module:
+    """``ast.parse`` whose every failure is a :class:`LintInputError` with file and line."""
+    try:
+        return ast.parse(text, filename=filename)
+    except SyntaxError as exc:
+        raise LintInputError(f"invalid Python: {exc.msg}", file=filename, line=exc.lineno) from None
+    except ValueError as exc:  # source with NUL bytes (3.11; 3.12 raises SyntaxError)
+        raise LintInputError(f"invalid Python: {exc}", file=filename) from None
+    except (MemoryError, RecursionError):
+        # CPython's parser gives up on deep nesting with MemoryError ("parser stack
+        # overflow", e.g. 200,000 unary minus signs) or RecursionError (during ast
+        # construction, e.g. a 100,000-term sum); neither says where.
+        raise LintInputError(
+            "invalid Python: nested too deeply for Python's parser",
+            file=filename,
+            line=_most_nested_line(text),
+        ) from None
 
 
 def scan_source(text: str, *, filename: str = "<source>") -> list[Finding]:
     """Scan Python source text and return its findings, in line order."""
-    try:
-        tree = ast.parse(text, filename=filename)
-    except SyntaxError as exc:
-        raise LintInputError(f"invalid Python: {exc.msg}", file=filename, line=exc.lineno) from None
-    except ValueError as exc:  # source with NUL bytes
-        raise LintInputError(f"invalid Python: {exc}", file=filename) from None
+    tree = parse_python(text, filename=filename)
     scanner = _Scanner(filename, has_idempotency_key="idempotency-key" in text.lower())
-    scanner.visit(tree)
+    scanner.scan(tree)
     return sorted(scanner.findings, key=lambda f: (f.line or 0, f.code))
+
+
+def _literal(node: ast.expr) -> object:
+    """``ast.literal_eval``, raising ValueError also for literals nested too deeply for it."""
+    try:
+        return ast.literal_eval(node)
+    except (TypeError, SyntaxError, MemoryError, RecursionError) as exc:
+        raise ValueError(str(exc)) from None
 
 
 def _linger_is_zero(value: ast.expr, scanner: _Scanner) -> bool:
@@ -94,7 +142,7 @@ def _linger_is_zero(value: ast.expr, scanner: _Scanner) -> bool:
         value = scanner.assigned[value.id]
     if isinstance(value, ast.Call) and scanner.dotted(value.func) in ("struct.pack",):
         try:
-            numbers = [ast.literal_eval(arg) for arg in value.args[1:]]
+            numbers = [_literal(arg) for arg in value.args[1:]]
         except ValueError:
             return False
         return len(numbers) >= 2 and bool(numbers[0]) and numbers[1] == 0
@@ -117,7 +165,7 @@ def _mentions(node: ast.AST, name: str) -> bool:
 
 def _number(node: ast.expr) -> float | None:
     try:
-        value = ast.literal_eval(node)
+        value = _literal(node)
     except ValueError:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
@@ -125,7 +173,9 @@ def _number(node: ast.expr) -> float | None:
     return float(value)
 
 
-class _Scanner(ast.NodeVisitor):
+class _Scanner:
+    """Collects findings; ``visit_X`` handles node type X, called by :meth:`scan`."""
+
     def __init__(self, filename: str, *, has_idempotency_key: bool) -> None:
         self.filename = filename
         self.has_idempotency_key = has_idempotency_key
@@ -133,6 +183,16 @@ class _Scanner(ast.NodeVisitor):
         self.aliases: dict[str, str] = {}
         self.assigned: dict[str, ast.expr] = {}
         self.sessions: set[str] = set()
+
+    def scan(self, tree: ast.AST) -> None:
+        """Call ``visit_X`` on every node, depth first in source order, without recursion."""
+        stack: list[ast.AST] = [tree]
+        while stack:
+            node = stack.pop()
+            handler = getattr(self, f"visit_{type(node).__name__}", None)
+            if handler is not None:
+                handler(node)
+            stack.extend(reversed(list(ast.iter_child_nodes(node))))
 
     # ---------------------------------------------------------------- name resolution
 
@@ -151,12 +211,13 @@ class _Scanner(ast.NodeVisitor):
 
     def dotted(self, node: ast.expr) -> str:
         """Return the dotted name ``node`` refers to, through the imports; "" if unknown."""
-        if isinstance(node, ast.Name):
-            return self.aliases.get(node.id, node.id)
-        if isinstance(node, ast.Attribute):
-            base = self.dotted(node.value)
-            return f"{base}.{node.attr}" if base else ""
-        return ""
+        attributes: list[str] = []
+        while isinstance(node, ast.Attribute):  # a.b.c...: a loop, however long the chain
+            attributes.append(node.attr)
+            node = node.value
+        if not isinstance(node, ast.Name):
+            return ""
+        return ".".join([self.aliases.get(node.id, node.id), *reversed(attributes)])
 
     def _is_session_factory(self, node: ast.expr) -> bool:
         return isinstance(node, ast.Call) and self.dotted(node.func) in (
@@ -174,7 +235,6 @@ class _Scanner(ast.NodeVisitor):
                 self.assigned[target.id] = node.value
             if self._is_session_factory(node.value):
                 self.sessions.add(name)
-        self.generic_visit(node)
 
     def visit_With(self, node: ast.With) -> None:
         for item in node.items:
@@ -182,7 +242,6 @@ class _Scanner(ast.NodeVisitor):
                 name = self.dotted(item.optional_vars)
                 if name:
                     self.sessions.add(name)
-        self.generic_visit(node)
 
     # ---------------------------------------------------------------- checks
 
@@ -208,7 +267,6 @@ class _Scanner(ast.NodeVisitor):
             and _linger_is_zero(node.elts[2], self)
         ):
             self._linger_finding(node)
-        self.generic_visit(node)
 
     def _linger_finding(self, node: ast.AST) -> None:
         self._add(
@@ -289,7 +347,6 @@ class _Scanner(ast.NodeVisitor):
                     "(max_connections=100, max_keepalive_connections=20)",
                     "pass max_connections=100, max_keepalive_connections=20 as well",
                 )
-        self.generic_visit(node)
 
     def _check_retry(self, node: ast.Call, keywords: dict[str, ast.expr]) -> None:
         for key in ("allowed_methods", "method_whitelist"):

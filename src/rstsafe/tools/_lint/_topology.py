@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from rstsafe.tools._lint import _configs
+from rstsafe.tools._lint._inputs import MAX_SECONDS, Inputs, shown
 from rstsafe.tools._lint._model import Finding, Hop, HopKind, LintInputError
 
 __all__ = ("CLIENT_PRESETS", "HOP_PRESETS", "Topology", "hop_from_preset", "load_topology")
@@ -154,7 +155,7 @@ def hop_from_preset(preset: str, *, name: str | None = None) -> Hop:
         hop = HOP_PRESETS[preset]
     except KeyError:
         known = ", ".join(sorted(HOP_PRESETS))
-        raise ValueError(f"unknown preset {preset!r}; known presets: {known}") from None
+        raise ValueError(f"unknown preset {shown(preset)}; known presets: {known}") from None
     return replace(hop, name=name or hop.name)
 
 
@@ -184,40 +185,62 @@ def _table_lines(text: str, header: str) -> list[int]:
     return [n for n, line in enumerate(text.splitlines(), start=1) if pattern.match(line)]
 
 
-def _number(table: Mapping[str, Any], key: str, file: str, line: int | None) -> float | None:
+def _number(
+    table: Mapping[str, Any],
+    key: str,
+    file: str,
+    line: int | None,
+    *,
+    maximum: float = MAX_SECONDS,
+) -> float | None:
+    """A finite number in 0..maximum, or None if absent; NaN, inf and huge ints are refused."""
     if key not in table:
         return None
     value = table[key]
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-        raise LintInputError(f"{key} must be a number >= 0, got {value!r}", file=file, line=line)
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not 0 <= value <= maximum  # False for NaN; int vs float compares without overflow
+    ):
+        bound = maximum if isinstance(maximum, int) else f"{maximum:g}"
+        raise LintInputError(
+            f"{key} must be a number in 0..{bound}, got {shown(value)}",
+            file=file,
+            line=line,
+        )
     return float(value)
 
 
-def load_topology(path: str | Path, *, somaxconn: int | None = None) -> Topology:
+def load_topology(
+    path: str | Path, *, somaxconn: int | None = None, inputs: Inputs | None = None
+) -> Topology:
     """Read a topology file (TOML) into hops; config files it names are read too.
+
+    The config files must be inside the topology file's root (``inputs``; by default its
+    directory), and so must their includes.
 
     Raises:
         LintInputError: the file is unreadable, not TOML, or holds unknown keys or values.
     """
     path = Path(path)
     file = str(path)
-    data = _configs._load_toml(path)
-    text = _configs._read_text(path)
+    inputs = (inputs if inputs is not None else Inputs()).rooted_at(path)
+    data, text = _configs._load_toml(path, inputs)
     files = [file]
     findings: list[Finding] = []
     unknown = set(data) - {"client", "hops", "somaxconn"}
     if unknown:
         key = sorted(unknown)[0]
         raise LintInputError(
-            f"unknown key {key!r} (expected client, hops, somaxconn)",
+            f"unknown key {shown(key)} (expected client, hops, somaxconn)",
             file=file,
             line=_configs._line_of_key(text, key),
         )
     if "somaxconn" in data:
         value = data["somaxconn"]
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value < 2**31:
             raise LintInputError(
-                f"somaxconn must be a positive integer, got {value!r}",
+                f"somaxconn must be a positive 32-bit integer, got {shown(value)}",
                 file=file,
                 line=_configs._line_of_key(text, "somaxconn"),
             )
@@ -230,7 +253,7 @@ def load_topology(path: str | Path, *, somaxconn: int | None = None) -> Topology
     hops: list[Hop] = []
     for index, table in enumerate(raw_hops):
         line = lines[index] if index < len(lines) else None
-        hop, extra_findings, extra_files = _read_hop(table, path, line, somaxconn)
+        hop, extra_findings, extra_files = _read_hop(table, path, line, somaxconn, inputs)
         hops.append(hop)
         findings.extend(extra_findings)
         files.extend(extra_files)
@@ -248,10 +271,13 @@ def _read_client(table: Any, file: str, text: str) -> Hop | None:
     unknown = set(table) - {"name", "library", "idle_ttl"}
     if unknown:
         raise LintInputError(
-            f"unknown client key {sorted(unknown)[0]!r} (expected name, library, idle_ttl)",
+            f"unknown client key {shown(sorted(unknown)[0])} (expected name, library, idle_ttl)",
             file=file,
             line=line,
         )
+    for key in ("name", "library"):
+        if key in table and not (isinstance(table[key], str) and table[key]):
+            raise LintInputError(f"{key} must be a non-empty string", file=file, line=line)
     name = str(table.get("name", table.get("library", "client")))
     ttl = _number(table, "idle_ttl", file, line)
     detail = "idle_ttl from the topology file"
@@ -260,7 +286,7 @@ def _read_client(table: Any, file: str, text: str) -> Hop | None:
         if library not in CLIENT_PRESETS:
             known = ", ".join(sorted(CLIENT_PRESETS))
             raise LintInputError(
-                f"unknown client library {library!r}; known: {known}", file=file, line=line
+                f"unknown client library {shown(library)}; known: {known}", file=file, line=line
             )
         ttl = CLIENT_PRESETS[library]
         detail = f"{library} default"
@@ -277,13 +303,17 @@ def _read_client(table: Any, file: str, text: str) -> Hop | None:
 
 
 def _read_hop(
-    table: Mapping[str, Any], path: Path, line: int | None, somaxconn: int | None
+    table: Mapping[str, Any],
+    path: Path,
+    line: int | None,
+    somaxconn: int | None,
+    inputs: Inputs,
 ) -> tuple[Hop, list[Finding], list[str]]:
     file = str(path)
     unknown = set(table) - _HOP_KEYS
     if unknown:
         raise LintInputError(
-            f"unknown hop key {sorted(unknown)[0]!r} "
+            f"unknown hop key {shown(sorted(unknown)[0])} "
             f"(expected one of {', '.join(sorted(_HOP_KEYS))})",
             file=file,
             line=line,
@@ -309,15 +339,24 @@ def _read_hop(
         target: str | Path = value
         # uvicorn/hypercorn accept a command line; anything else is a path next to this file.
         if key in ("nginx", "gunicorn", "haproxy") or (
-            " " not in value and (path.parent / value).exists()
+            " " not in value and _configs._names_a_file(str(path.parent / value))
         ):
             target = path.parent / value
-        result = _read_config(key, target, name or key, somaxconn)
+            if not inputs.within_root(target):
+                raise LintInputError(
+                    f"{key} = {shown(value)} is outside the configuration root "
+                    f"{inputs.include_root}; pass include_root= (--include-root) to read it",
+                    file=file,
+                    line=line,
+                )
+        result = _read_config(key, target, name or key, somaxconn, inputs)
         hop, findings, files = result.hop, result.findings, result.files
     elif "preset" in table:
         preset = table["preset"]
+        if not isinstance(preset, str):
+            raise LintInputError("preset must be a string", file=file, line=line)
         try:
-            hop = hop_from_preset(str(preset), name=name)
+            hop = hop_from_preset(preset, name=name)
         except ValueError as exc:
             raise LintInputError(str(exc), file=file, line=line) from None
         hop = replace(hop, source=file, line=line)
@@ -329,13 +368,13 @@ def _read_hop(
         hop = Hop(name=name or f"hop{line or ''}", kind=HopKind.SERVER, source=file, line=line)
     changes: dict[str, Any] = {}
     if "kind" in table:
-        try:
-            changes["kind"] = HopKind(table["kind"])
-        except ValueError:
-            kinds = ", ".join(kind.value for kind in HopKind if kind is not HopKind.CLIENT)
+        kinds = ", ".join(kind.value for kind in HopKind if kind is not HopKind.CLIENT)
+        kind = table["kind"]
+        if not isinstance(kind, str) or kind not in {k.value for k in HopKind}:
             raise LintInputError(
-                f"unknown kind {table['kind']!r}; expected {kinds}", file=file, line=line
-            ) from None
+                f"unknown kind {shown(kind)}; expected {kinds}", file=file, line=line
+            )
+        changes["kind"] = HopKind(kind)
         if changes["kind"] is HopKind.CLIENT:
             raise LintInputError("the client goes in the [client] table", file=file, line=line)
     idle = _number(table, "idle_timeout", file, line)
@@ -351,7 +390,7 @@ def _read_hop(
         if not isinstance(table["upstream_keepalive"], bool):
             raise LintInputError("upstream_keepalive must be true or false", file=file, line=line)
         changes["reuses_upstream"] = table["upstream_keepalive"]
-    requests = _number(table, "max_requests", file, line)
+    requests = _number(table, "max_requests", file, line, maximum=2**63 - 1)
     if requests is not None:
         if requests < 1 or requests != int(requests):
             raise LintInputError("max_requests must be an integer >= 1", file=file, line=line)
@@ -362,14 +401,14 @@ def _read_hop(
 
 
 def _read_config(
-    key: str, target: str | Path, name: str, somaxconn: int | None
+    key: str, target: str | Path, name: str, somaxconn: int | None, inputs: Inputs
 ) -> _configs.ConfigResult:
     if key == "nginx":
-        return _configs.read_nginx(target, name=name, somaxconn=somaxconn)
+        return _configs.read_nginx(target, name=name, somaxconn=somaxconn, inputs=inputs)
     if key == "gunicorn":
-        return _configs.read_gunicorn(target, name=name, somaxconn=somaxconn)
+        return _configs.read_gunicorn(target, name=name, somaxconn=somaxconn, inputs=inputs)
     if key == "uvicorn":
-        return _configs.read_uvicorn(target, name=name, somaxconn=somaxconn)
+        return _configs.read_uvicorn(target, name=name, somaxconn=somaxconn, inputs=inputs)
     if key == "hypercorn":
-        return _configs.read_hypercorn(target, name=name, somaxconn=somaxconn)
-    return _configs.read_haproxy(target, name=name)
+        return _configs.read_hypercorn(target, name=name, somaxconn=somaxconn, inputs=inputs)
+    return _configs.read_haproxy(target, name=name, inputs=inputs)

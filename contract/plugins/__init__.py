@@ -1,0 +1,1 @@
+"""pytest plugins, one per variant, that swap rstsafe's classes in for the host's public names."""

@@ -1,0 +1,236 @@
+"""rstsafe.aiohttp's surface: construction checks, error classes, bodies, middlewares."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import pickle
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp.client_reqrep import ClientRequest, ConnectionKey
+from yarl import URL
+
+import rstsafe
+import rstsafe.aiohttp
+from rstsafe import BodyKind, Delivery, FailureKind, KeepAlive, RetryPolicy
+from rstsafe._core.retry import RetryAction
+from rstsafe.aiohttp._connector import body_info
+from rstsafe.testing import IdleCloseWithLag, MisbehavingServer
+from rstsafe.testing._fixtures import ServerFactory
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_bad_keepalive_and_retry_are_type_errors_naming_them() -> None:
+    """Wrong types for keepalive= and retry= fail at construction, naming the parameter."""
+    with pytest.raises(TypeError, match="keepalive"):
+        rstsafe.aiohttp.ClientSession(keepalive=5.0)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="retry"):
+        rstsafe.aiohttp.TCPConnector(retry=3)  # type: ignore[arg-type]
+
+
+async def test_backoff_retries_are_rejected_pointing_at_retry_if_safe() -> None:
+    """``retries>0`` and ``retry_statuses`` are ValueErrors naming them: they stay the caller's."""
+    with pytest.raises(ValueError, match=r"retry\.retries.*retry_if_safe"):
+        rstsafe.aiohttp.ClientSession(retry=RetryPolicy())
+    with pytest.raises(ValueError, match=r"retry\.retry_statuses"):
+        rstsafe.aiohttp.ClientSession(retry=RetryPolicy(retries=0, retry_statuses=frozenset({503})))
+
+
+async def test_foreign_connector_and_conflicting_settings_are_rejected() -> None:
+    """A plain aiohttp connector is a TypeError; keepalive= beside connector= a ValueError."""
+    plain = aiohttp.TCPConnector()
+    try:
+        with pytest.raises(TypeError, match="connector"):
+            rstsafe.aiohttp.ClientSession(connector=plain)  # type: ignore[arg-type]
+    finally:
+        await plain.close()
+    connector = rstsafe.aiohttp.TCPConnector()
+    try:
+        with pytest.raises(ValueError, match="keepalive and retry"):
+            rstsafe.aiohttp.ClientSession(connector=connector, keepalive=KeepAlive())
+    finally:
+        await connector.close()
+
+
+async def test_defaults_and_settings_are_reachable() -> None:
+    """The session builds an rstsafe connector with retries=0 and the given KeepAlive."""
+    keepalive = KeepAlive(server_keepalive=75.0)
+    session = rstsafe.aiohttp.ClientSession(keepalive=keepalive)
+    async with session:
+        assert isinstance(session.connector, rstsafe.aiohttp.TCPConnector)
+        assert session.retry_policy.retries == 0
+        assert session.retry_policy.max_stale_retries == 2
+        assert session.keepalive_registry.config is keepalive
+
+
+async def test_keepalive_timeout_given_stays_aiohttps() -> None:
+    """A ``keepalive_timeout`` you pass is aiohttp's (an upper bound); none gives the backstop."""
+    given = rstsafe.aiohttp.TCPConnector(keepalive_timeout=30)
+    default = rstsafe.aiohttp.TCPConnector()
+    forced = rstsafe.aiohttp.TCPConnector(force_close=True)
+    try:
+        assert given._keepalive_timeout == 30
+        assert default._keepalive_timeout == 3600.0
+        assert forced.force_close
+    finally:
+        for connector in (given, default, forced):
+            await connector.close()
+
+
+def _os_error_pair() -> tuple[type[BaseException], type[BaseException]]:
+    return rstsafe.aiohttp.ERROR_CLASSES[aiohttp.ClientOSError]
+
+
+def test_error_classes_are_the_exact_aiohttp_exceptions() -> None:
+    """Every pair extends its aiohttp class and rstsafe's not-sent / maybe-sent error."""
+    for base, (not_sent, maybe_sent) in rstsafe.aiohttp.ERROR_CLASSES.items():
+        assert issubclass(not_sent, base)
+        assert issubclass(maybe_sent, base)
+        assert issubclass(not_sent, rstsafe.RequestNotSentError)
+        assert issubclass(maybe_sent, rstsafe.RequestMaybeSentError)
+        assert not_sent.__module__ == "rstsafe.aiohttp._errors"
+        assert getattr(rstsafe.aiohttp, not_sent.__name__) is not_sent
+        assert getattr(rstsafe.aiohttp, maybe_sent.__name__) is maybe_sent
+
+
+def _failure(kind: FailureKind, delivery: Delivery) -> rstsafe.Failure:
+    facts = rstsafe.ConnectionFacts(reused=True, idle_seconds=1.5, bytes_sent=0)
+    return rstsafe.Failure(kind=kind, delivery=delivery, facts=facts, exception=ValueError("x"))
+
+
+def test_errors_keep_aiohttps_args_and_pickle_with_their_facts() -> None:
+    """aiohttp's args (errno, os_error, host) survive, and so does a pickle round trip."""
+    history = rstsafe.RetryHistory().record(
+        rstsafe.RetryDecision(action=RetryAction.GIVE_UP, reason="not retried"),
+        failure=_failure(FailureKind.RESET, Delivery.MAYBE_SENT),
+    )
+    reset = rstsafe.aiohttp.MaybeSentClientOSError(
+        104,
+        "Connection reset by peer",
+        message="connection reset",
+        failure=_failure(FailureKind.RESET, Delivery.MAYBE_SENT),
+        history=history,
+    )
+    key = ConnectionKey("example.org", 443, True, True, None, None, None)
+    connect = rstsafe.aiohttp.NotSentClientConnectorError(
+        key,
+        ConnectionRefusedError(111, "Connection refused"),
+        message="connection refused",
+        failure=_failure(FailureKind.REFUSED, Delivery.NOT_SENT),
+    )
+    disconnected = rstsafe.aiohttp.NotSentServerDisconnectedError(
+        message="closed", failure=_failure(FailureKind.CLOSED, Delivery.NOT_SENT)
+    )
+    for error in (reset, connect, disconnected):
+        copy = pickle.loads(pickle.dumps(error))
+        assert type(copy) is type(error)
+        assert repr(copy.args) == repr(error.args)  # exceptions compare by identity
+        assert str(copy) == str(error)
+        assert copy.failure is not None
+        assert error.failure is not None
+        assert copy.failure.kind is error.failure.kind
+        assert copy.failure.facts == error.failure.facts
+        assert copy.failure.exception is None  # not pickled
+        assert len(copy.history) == len(error.history)
+    assert reset.errno == 104
+    assert str(reset) == "connection reset"
+    assert connect.host == "example.org"
+    assert isinstance(connect.os_error, ConnectionRefusedError)
+    assert disconnected.args == ("Server disconnected",)
+
+
+async def _agen() -> AsyncIterator[bytes]:
+    yield b"x"
+
+
+def _request(data: Any = None, **kwargs: Any) -> ClientRequest:
+    return ClientRequest(
+        "POST", URL("http://127.0.0.1/"), data=data, loop=asyncio.get_running_loop(), **kwargs
+    )
+
+
+async def test_body_kinds_follow_the_brief() -> None:
+    """bytes, str, JSON, url-encoded and bytes-only multipart replay; files, generators do not."""
+    form = aiohttp.FormData({"a": "1"})
+    multipart = aiohttp.FormData()
+    multipart.add_field("a", b"1", filename="a.bin")
+    file_form = aiohttp.FormData()
+    file_form.add_field("f", io.BytesIO(b"1"), filename="f.bin")
+    cases: list[tuple[Any, BodyKind]] = [
+        (None, BodyKind.NONE),
+        (b"bytes", BodyKind.BYTES),
+        ("text", BodyKind.BYTES),
+        (aiohttp.JsonPayload({"a": 1}, dumps=json.dumps), BodyKind.BYTES),
+        (form, BodyKind.BYTES),
+        (multipart, BodyKind.BYTES),
+        (file_form, BodyKind.STREAM),
+        (io.BytesIO(b"file"), BodyKind.STREAM),
+        (_agen(), BodyKind.STREAM),
+    ]
+    for data, kind in cases:
+        request = _request(data)
+        assert body_info(request).kind is kind, data
+        close = getattr(request.body, "close", None)  # aiohttp >= 3.12
+        if close is not None:
+            await close()
+
+
+async def _stale_then(
+    session: aiohttp.ClientSession, server: MisbehavingServer, path: str, **kwargs: Any
+) -> int:
+    """Warm a connection, wait until the server gives up on it, then POST (keyed) on it."""
+    async with session.get(server.url + "/warm") as response:
+        await response.read()
+    while not any(r.closing_since for r in server.connections):
+        await asyncio.sleep(0.01)
+    headers = {"Idempotency-Key": path}
+    async with session.post(server.url + path, headers=headers, **kwargs) as response:
+        await response.read()
+        return response.status
+
+
+@pytest.mark.usefixtures("retries_available")
+async def test_per_request_middlewares_keep_rstsafe_innermost(
+    misbehaving_server: ServerFactory,
+) -> None:
+    """A request's own ``middlewares=()`` keeps the retry; user middlewares see one call."""
+    calls: list[str] = []
+
+    async def counting(request: ClientRequest, handler: Any) -> aiohttp.ClientResponse:
+        calls.append(request.url.path)
+        response: aiohttp.ClientResponse = await handler(request)
+        return response
+
+    without = misbehaving_server(IdleCloseWithLag(idle=0.3, lag=1.2))
+    async with rstsafe.aiohttp.ClientSession(middlewares=(counting,)) as session:
+        assert await _stale_then(session, without, "/b", middlewares=()) == 200
+    counted = misbehaving_server(IdleCloseWithLag(idle=0.3, lag=1.2))
+    async with rstsafe.aiohttp.ClientSession(middlewares=(counting,)) as session:
+        assert await _stale_then(session, counted, "/c") == 200
+    assert calls == ["/warm", "/warm", "/c"]  # /b skipped them; /c sent twice, seen once
+    for server, path in ((without, "/b"), (counted, "/c")):
+        assert server.executions(path=path) == 1
+        assert len(server.connections) == 2  # the stale one, and the retry's
+
+
+@pytest.mark.usefixtures("retries_available")
+async def test_aiohttps_own_retry_stays_and_shares_the_budget(
+    misbehaving_server: ServerFactory,
+) -> None:
+    """With no stale retry allowed, aiohttp's own GET retry still repairs the stale reuse."""
+    server = misbehaving_server(IdleCloseWithLag(idle=0.3, lag=1.2))
+    policy = RetryPolicy(retries=0, max_stale_retries=0)
+    async with rstsafe.aiohttp.ClientSession(retry=policy) as session:
+        async with session.get(server.url + "/a") as response:
+            await response.read()
+        while not any(r.closing_since for r in server.connections):
+            await asyncio.sleep(0.01)
+        async with session.get(server.url + "/b") as response:
+            assert response.status == 200
+    assert server.executions(path="/b") == 1
+    assert len(server.connections) == 2
