@@ -32,6 +32,8 @@ from rstsafe.testing import ConnectionEnd, Healthy, IdleCloseWithLag, Misbehavin
 DRIVERS = ("requests", "urllib3", "httpx", "httpx-async")
 KEEPALIVE = KeepAlive(default_idle_ttl=0.4)
 FAST = RetryPolicy(wait_initial=0.01, wait_max=0.05)
+# rstsafe.httpx resends stale reused connections only; its backoff retries are httpx's.
+STALE_ONLY = RetryPolicy(retries=0)
 PAUSE = 0.55  # past the 0.4 s default TTL, within the probes' reach (0.8 s)
 
 Send = Callable[[Step], int]
@@ -59,7 +61,7 @@ def _client(driver: str, base: str) -> Iterator[tuple[Send, KeepAliveRegistry]]:
         finally:
             pool.clear()
     else:
-        transport = rstsafe.httpx.Transport(keepalive=KEEPALIVE, retry=FAST)
+        transport = rstsafe.httpx.Transport(keepalive=KEEPALIVE, retry=STALE_ONLY)
         with httpx.Client(transport=transport) as client:
 
             def send_httpx(step: Step) -> int:
@@ -75,7 +77,7 @@ def _run(driver: str, server: MisbehavingServer, steps: list[Step]) -> tuple[Out
     if driver == "httpx-async":
 
         async def main() -> KeepAliveRegistry:
-            transport = rstsafe.httpx.AsyncTransport(keepalive=KEEPALIVE, retry=FAST)
+            transport = rstsafe.httpx.AsyncTransport(keepalive=KEEPALIVE, retry=STALE_ONLY)
             async with httpx.AsyncClient(transport=transport) as client:
                 for index, step in enumerate(steps):
                     await anyio.sleep(step.pause)
@@ -189,17 +191,17 @@ def test_httpx_a_connection_kept_for_a_probe_is_refused_to_another_request() -> 
     The mix-up is forced here by hand (marking the idle connection as kept for another
     request); the recovery is httpcore's and the server's, for real.
     """
-    transport = rstsafe.httpx.Transport(keepalive=KEEPALIVE, retry=FAST)
+    transport = rstsafe.httpx.Transport(keepalive=KEEPALIVE, retry=STALE_ONLY)
     with (
         MisbehavingServer(Healthy(keepalive=5.0)) as server,
         httpx.Client(transport=transport) as client,
     ):
         assert client.get(server.url + "/warm").status_code == 200
         anyio.run(anyio.sleep, PAUSE)  # idle past the 0.4 s TTL
-        pool: Any = transport._inner._pool
+        pool: Any = transport._pool
         tracker = pool.connections[0]._connection._network_stream._tracker
         # As if the last assignment pass had kept it, past its TTL, for another GET:
-        tracker.probe_for = rstsafe.httpx._transport._Attempt(tracker.life.origin)
+        tracker.probe_for = rstsafe.httpx._state._Attempt(tracker.life.origin)
         tracker.epoch, tracker.recheck_at = transport._shared.epoch, float("inf")
         response = client.post(server.url + "/order", content=b"x")
         assert response.status_code == 200

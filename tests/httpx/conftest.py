@@ -1,4 +1,4 @@
-"""Fixtures for the rstsafe.httpx suite: anyio back ends, fast retries, no leaked threads."""
+"""Fixtures for the rstsafe.httpx suite: anyio back ends, no leaked threads."""
 
 from __future__ import annotations
 
@@ -8,23 +8,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from rstsafe import RetryPolicy
-
-# Backoff short enough to keep the suite fast; the decisions are the same.
-FAST_RETRY = RetryPolicy(wait_initial=0.01, wait_max=0.05)
-
 
 @pytest.fixture(params=["asyncio", "trio"])
 def anyio_backend(request: pytest.FixtureRequest) -> str:
     """Run every ``@pytest.mark.anyio`` test on asyncio and on trio."""
     backend: str = request.param
     return backend
-
-
-@pytest.fixture
-def fast_retry() -> RetryPolicy:
-    """A retry policy with millisecond backoffs (same decisions as the default)."""
-    return FAST_RETRY
 
 
 @pytest.fixture(autouse=True)

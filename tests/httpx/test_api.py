@@ -14,13 +14,14 @@ import rstsafe.httpx
 from rstsafe import FailureKind, KeepAlive, RetryPolicy, classify
 from rstsafe._core.classify import Origin
 from rstsafe._core.clock import ManualClock
-from rstsafe.httpx._transport import _body_info, _error_status, _inner_limits, _Shared, _Tracker
+from rstsafe.httpx._state import _body_info, _error_status, _Shared, _Tracker
+from rstsafe.httpx._transport import _inner_limits
 from rstsafe.testing import Healthy
 from rstsafe.testing._fixtures import ServerFactory
 
 
 def test_error_classes_subclass_httpx_and_rstsafe() -> None:
-    """The raised classes are the httpx class and rstsafe's delivery class, cached."""
+    """The raised classes are the httpx class and rstsafe's delivery class, static."""
     not_sent, maybe_sent = rstsafe.httpx.error_classes(httpx.ReadError)
     assert httpx.ReadError in not_sent.__mro__
     assert rstsafe.RequestNotSentError in not_sent.__mro__
@@ -31,8 +32,10 @@ def test_error_classes_subclass_httpx_and_rstsafe() -> None:
         not_sent,
         maybe_sent,
     )
-    assert maybe_sent.__name__ == "MaybeSentReadError"
-    assert maybe_sent.__module__ == "rstsafe.httpx"
+    assert maybe_sent is rstsafe.httpx.MaybeSentReadError
+    assert not_sent is rstsafe.httpx.NotSentReadError
+    with pytest.raises(ValueError, match="base"):
+        rstsafe.httpx.error_classes(httpx.UnsupportedProtocol)
 
 
 def test_error_carries_request_and_message() -> None:
@@ -93,7 +96,7 @@ def test_server_disconnected_is_a_close() -> None:
 
 def test_client_builds_rstsafe_transports_everywhere() -> None:
     """Default and proxy transports are rstsafe's, configured once; a given transport is kept."""
-    policy = RetryPolicy(retries=1)
+    policy = RetryPolicy(retries=0, max_stale_retries=1)
     with rstsafe.httpx.Client(retry=policy, proxy="http://127.0.0.1:9") as client:
         transport = client._transport
         assert isinstance(transport, rstsafe.httpx.Transport)
@@ -110,7 +113,7 @@ def test_async_client_builds_async_transports() -> None:
     """AsyncClient's transports are AsyncTransport; limits and http2 pass through."""
     client = rstsafe.httpx.AsyncClient(limits=httpx.Limits(max_connections=3))
     assert isinstance(client._transport, rstsafe.httpx.AsyncTransport)
-    assert client._transport._inner._pool._max_connections == 3
+    assert client._transport._pool._max_connections == 3
 
 
 def test_transport_under_a_plain_httpx_client(misbehaving_server: ServerFactory) -> None:
@@ -144,7 +147,7 @@ def test_bad_configuration_names_the_field() -> None:
 
 def _tracked(keepalive: KeepAlive) -> tuple[_Shared, _Tracker, ManualClock]:
     clock = ManualClock(100.0)
-    shared = _Shared(keepalive, None, h2_prior_knowledge=False, clock=clock)
+    shared = _Shared(keepalive, RetryPolicy(retries=0), h2_prior_knowledge=False, clock=clock)
     return shared, _Tracker(shared, Origin("http", "127.0.0.1", 8080)), clock
 
 

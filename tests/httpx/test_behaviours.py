@@ -17,7 +17,7 @@ import rstsafe
 import rstsafe.httpx
 from rstsafe import FailureKind, KeepAlive, RetryPolicy
 from rstsafe._cli.demo import Step, alternating, run_paced
-from rstsafe.core import RetryAction, TTLSource
+from rstsafe.core import TTLSource
 from rstsafe.testing import (
     AbortiveClose,
     AcceptQueueOverflow,
@@ -233,73 +233,72 @@ def test_server_resets_after_responses(
     assert all(server.executions(path=f"/r/{i}") == 1 for i in range(6))
 
 
-def test_process_then_reset_post_executed_exactly_once(
-    misbehaving_server: ServerFactory, fast_retry: RetryPolicy
-) -> None:
-    """The duplicate hazard: a POST the server ran is not resent; the error says maybe sent."""
+def test_process_then_reset_post_executed_exactly_once(misbehaving_server: ServerFactory) -> None:
+    """The duplicate hazard on a fresh connection: httpx's own ReadError, POST run once."""
     server = misbehaving_server(ProcessThenReset())
-    with rstsafe.httpx.Client(retry=fast_retry) as client, pytest.raises(httpx.ReadError) as caught:
+    with rstsafe.httpx.Client() as client, pytest.raises(httpx.ReadError) as caught:
         _send(client, "POST", server.url + "/pay")
-    assert isinstance(caught.value, rstsafe.RequestMaybeSentError)
-    assert caught.value.attempts == 1
+    assert type(caught.value) is httpx.ReadError  # not rstsafe's to act on: unchanged
     assert server.executions(method="POST", path="/pay") == 1
 
 
-def test_process_then_reset_get_is_retried_with_backoff(
-    misbehaving_server: ServerFactory, fast_retry: RetryPolicy
-) -> None:
-    """An idempotent GET is resent up to ``retries`` times, then the error carries them all."""
+def test_process_then_reset_get_is_not_resent(misbehaving_server: ServerFactory) -> None:
+    """A GET reset on a fresh connection is httpx's failure: raised unchanged, run once."""
     server = misbehaving_server(ProcessThenReset())
-    with rstsafe.httpx.Client(retry=fast_retry) as client, pytest.raises(httpx.ReadError) as caught:
+    with rstsafe.httpx.Client() as client, pytest.raises(httpx.ReadError) as caught:
         client.get(server.url + "/g")
-    error = caught.value
-    assert isinstance(error, rstsafe.RequestMaybeSentError)
-    assert error.attempts == fast_retry.retries + 1
-    actions = [a.decision.action for a in error.history.attempts]
-    assert actions == [RetryAction.RETRY_AFTER] * fast_retry.retries + [RetryAction.GIVE_UP]
-    assert error.request.url.path == "/g"
-    assert server.executions(path="/g") == fast_retry.retries + 1
+    assert not isinstance(caught.value, rstsafe.RstsafeError)
+    assert caught.value.request.url.path == "/g"
+    assert server.executions(path="/g") == 1
 
 
-def test_idempotency_key_makes_a_post_retryable(
-    misbehaving_server: ServerFactory, fast_retry: RetryPolicy
-) -> None:
-    """A POST with an Idempotency-Key is resent (the server deduplicates by key)."""
-    server = misbehaving_server(ProcessThenReset())
-    with rstsafe.httpx.Client(retry=fast_retry) as client, pytest.raises(httpx.ReadError):
-        client.post(server.url + "/pay", content=b"1", headers={"Idempotency-Key": "k-1"})
-    assert server.executions(idempotency_key="k-1") == fast_retry.retries + 1
+def _stale_failure(client: httpx.Client, server: MisbehavingServer) -> None:
+    """Leave one idle connection that the server (IdleDrop) has forgotten."""
+    assert client.get(server.url + "/warm").status_code == 200
+    assert server.wait_until(_closing)
 
 
-def test_streamed_body_is_never_replayed(
-    misbehaving_server: ServerFactory, fast_retry: RetryPolicy
-) -> None:
-    """A PUT (idempotent) with a generator body is sent once: the body cannot be replayed."""
-    server = misbehaving_server(ProcessThenReset())
-    with rstsafe.httpx.Client(retry=fast_retry) as client:
-        with pytest.raises(rstsafe.RequestMaybeSentError, match="cannot be sent again"):
+def test_idempotency_key_makes_a_post_retryable(misbehaving_server: ServerFactory) -> None:
+    """A keyed POST that met a stale reused connection is resent at once, executed once."""
+    server = misbehaving_server(IdleDrop(idle=0.3))
+    with rstsafe.httpx.Client() as client:
+        _stale_failure(client, server)
+        response = client.post(
+            server.url + "/pay", content=b"1", headers={"Idempotency-Key": "k-1"}
+        )
+        assert response.status_code == 200
+    assert server.executions(idempotency_key="k-1") == 1
+    assert len(server.connections) == 2
+
+
+def test_streamed_body_is_never_replayed(misbehaving_server: ServerFactory) -> None:
+    """A PUT (idempotent) with a generator body is not resent after a stale connection."""
+    server = misbehaving_server(IdleDrop(idle=0.3))
+    with rstsafe.httpx.Client() as client:
+        _stale_failure(client, server)
+        with pytest.raises(rstsafe.RequestMaybeSentError, match="cannot be sent again") as caught:
             client.put(server.url + "/doc", content=_body_chunks())
-        with pytest.raises(rstsafe.RequestMaybeSentError):
-            client.put(server.url + "/bytes", content=b"replayable")
-    assert server.executions(path="/doc") == 1
-    assert server.executions(path="/bytes") == fast_retry.retries + 1
+    assert isinstance(caught.value, (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError))
+    assert caught.value.attempts == 1
+    assert server.executions(path="/doc") == 0  # the RST: never read
+    other = misbehaving_server(IdleDrop(idle=0.3))
+    with rstsafe.httpx.Client() as client:
+        _stale_failure(client, other)
+        assert client.put(other.url + "/bytes", content=b"replayable").status_code == 200
+    assert other.executions(path="/bytes") == 1
 
 
-def test_reset_unread(misbehaving_server: ServerFactory, fast_retry: RetryPolicy) -> None:
-    """RST before reading: GET retried then given up; POST not retried (bytes were sent)."""
+def test_reset_unread(misbehaving_server: ServerFactory) -> None:
+    """RST before reading, on fresh connections: httpx's errors, unchanged; nothing run."""
     server = misbehaving_server(ResetUnread())
-    with rstsafe.httpx.Client(retry=fast_retry) as client:
+    with rstsafe.httpx.Client() as client:
         # The RST (ReadError), or EOF read first (RemoteProtocolError), as httpx reports.
         with pytest.raises((httpx.ReadError, httpx.RemoteProtocolError)) as get_error:
             client.get(server.url + "/g")
         with pytest.raises((httpx.ReadError, httpx.RemoteProtocolError)) as post_error:
             _send(client, "POST", server.url + "/p")
-    assert isinstance(get_error.value, rstsafe.RequestMaybeSentError)
-    assert get_error.value.attempts == fast_retry.retries + 1
-    assert isinstance(post_error.value, rstsafe.RequestMaybeSentError)
-    assert post_error.value.attempts == 1
-    assert post_error.value.failure is not None
-    assert post_error.value.failure.facts.bytes_sent
+    assert not isinstance(get_error.value, rstsafe.RstsafeError)
+    assert not isinstance(post_error.value, rstsafe.RstsafeError)
     assert server.executions() == 0
 
 
@@ -330,64 +329,56 @@ def test_truncated_body_is_httpx_error_and_not_retried(
 
 
 def test_black_hole_read_timeout(misbehaving_server: ServerFactory) -> None:
-    """No answer: GET times out and is retried per policy; POST times out once, not resent."""
+    """No answer: GET and POST time out once each, httpx's ReadTimeout (never retried)."""
     server = misbehaving_server(BlackHole())
-    policy = RetryPolicy(retries=1, wait_initial=0.01)
     timeout = httpx.Timeout(5, read=0.3)
-    with rstsafe.httpx.Client(retry=policy, timeout=timeout) as client:
+    with rstsafe.httpx.Client(timeout=timeout) as client:
         with pytest.raises(httpx.ReadTimeout) as get_error:
             client.get(server.url + "/g")
         with pytest.raises(httpx.ReadTimeout) as post_error:
             client.post(server.url + "/p", content=b"1")
-    assert isinstance(get_error.value, rstsafe.RequestMaybeSentError)
-    assert get_error.value.attempts == 2
-    assert isinstance(post_error.value, rstsafe.RequestMaybeSentError)
-    assert post_error.value.attempts == 1
-    assert server.wait_until(lambda s: s.received_unexecuted == 3)
+    assert type(get_error.value) is httpx.ReadTimeout
+    assert type(post_error.value) is httpx.ReadTimeout
+    assert server.wait_until(lambda s: s.received_unexecuted == 2)
     assert server.executions() == 0
 
 
-def test_accept_queue_overflow_connect_timeout_is_not_sent(
+def test_accept_queue_overflow_connect_timeout_is_httpx_error(
     misbehaving_server: ServerFactory,
 ) -> None:
-    """A full accept queue: connect times out; even a POST is retried (nothing was sent)."""
+    """A full accept queue: httpx's ConnectTimeout, unchanged (connect retries are httpx's)."""
     server = misbehaving_server(AcceptQueueOverflow())
-    policy = RetryPolicy(retries=1, wait_initial=0.01)
     timeout = httpx.Timeout(5, connect=0.3)
     with (
-        rstsafe.httpx.Client(retry=policy, timeout=timeout) as client,
+        rstsafe.httpx.Client(timeout=timeout) as client,
         pytest.raises(httpx.ConnectTimeout) as caught,
     ):
         client.post(server.url + "/p", content=b"1")
-    assert isinstance(caught.value, rstsafe.RequestNotSentError)
-    assert caught.value.attempts == 2
+    assert type(caught.value) is httpx.ConnectTimeout
     assert server.connections == ()
 
 
-def test_refused_is_retried_for_any_method(
-    misbehaving_server: ServerFactory, fast_retry: RetryPolicy
-) -> None:
-    """Nothing listening: a POST is retried (not sent), then NotSent + httpx.ConnectError."""
+def test_refused_is_httpx_error_and_retries_are_httpx(misbehaving_server: ServerFactory) -> None:
+    """Nothing listening: httpx's ConnectError, unchanged; ``retries=`` goes to httpcore."""
     server = misbehaving_server(Refuse())
-    with (
-        rstsafe.httpx.Client(retry=fast_retry) as client,
-        pytest.raises(httpx.ConnectError) as caught,
-    ):
+    transport = rstsafe.httpx.Transport(retries=2)
+    assert transport._pool._retries == 2
+    with httpx.Client(transport=transport) as client, pytest.raises(httpx.ConnectError) as caught:
         client.post(server.url + "/p", content=b"1")
-    error = caught.value
-    assert isinstance(error, rstsafe.RequestNotSentError)
-    assert type(error).__name__ == "NotSentConnectError"
-    assert error.attempts == fast_retry.retries + 1
-    assert error.failure is not None
-    assert error.failure.kind is FailureKind.REFUSED
+    assert type(caught.value) is httpx.ConnectError
+    with rstsafe.httpx.Client() as client, pytest.raises(httpx.ConnectError) as plain_caught:
+        client.get(server.url)
+    assert type(plain_caught.value) is httpx.ConnectError
+    assert plain_caught.value.args == caught.value.args
 
 
-def test_status_503_retried_when_configured(misbehaving_server: ServerFactory) -> None:
-    """``retry_statuses={503}``: a GET is resent per Retry-After; a POST is not resent."""
+def test_status_retries_are_refused(misbehaving_server: ServerFactory) -> None:
+    """``retry_statuses`` are not rstsafe.httpx's to apply: refused; a 503 is returned once."""
+    with pytest.raises(ValueError, match="retry_statuses"):
+        rstsafe.httpx.Client(retry=RetryPolicy(retries=0, retry_statuses=frozenset({503})))
+    with pytest.raises(ValueError, match="retries"):
+        rstsafe.httpx.Client(retry=RetryPolicy(retries=2))
     server = misbehaving_server(Healthy())
-    policy = RetryPolicy(retries=2, retry_statuses=frozenset({503}))
-    with rstsafe.httpx.Client(retry=policy) as client:
+    with rstsafe.httpx.Client() as client:
         assert client.get(server.url + "/s?status=503&retry-after=0").status_code == 503
-        assert client.post(server.url + "/p?status=503", content=b"1").status_code == 503
-    assert server.executions(path="/s") == 3
-    assert server.executions(path="/p") == 1
+    assert server.executions(path="/s") == 1

@@ -12,19 +12,83 @@ async with rstsafe.httpx.AsyncClient() as client:  # an httpx.AsyncClient
     await client.get("https://example.org/")
 ```
 
-or put a transport under an existing client:
+or put a transport (an ``httpx.HTTPTransport``) under an existing client:
 
 ```python
 client = httpx.Client(transport=rstsafe.httpx.Transport())
 ```
 
-See [`Transport`][rstsafe.httpx.Transport] for what is retried and why. The errors raised when
-rstsafe
-gives up are subclasses of the httpx error ([`error_classes`][rstsafe.httpx.error_classes]).
+rstsafe adds an idle expiry and the immediate resend of a request that met a stale
+reused connection, when safe; everything else is httpx's (see ``Transport``).
+When rstsafe acted on a request and gives up, it raises a subclass of the httpx error
+(``MaybeSentReadError(rstsafe.RequestMaybeSentError, httpx.ReadError)`` ...); every
+other failure is httpx's own exception, unchanged.
 """
 
 from __future__ import annotations
 
-from rstsafe.httpx._transport import AsyncClient, AsyncTransport, Client, Transport, error_classes
+from rstsafe.httpx._client import AsyncClient, Client
+from rstsafe.httpx._errors import (
+    MaybeSentConnectError,
+    MaybeSentConnectTimeout,
+    MaybeSentLocalProtocolError,
+    MaybeSentNetworkError,
+    MaybeSentPoolTimeout,
+    MaybeSentProtocolError,
+    MaybeSentProxyError,
+    MaybeSentReadError,
+    MaybeSentReadTimeout,
+    MaybeSentRemoteProtocolError,
+    MaybeSentTimeoutException,
+    MaybeSentWriteError,
+    MaybeSentWriteTimeout,
+    NotSentConnectError,
+    NotSentConnectTimeout,
+    NotSentLocalProtocolError,
+    NotSentNetworkError,
+    NotSentPoolTimeout,
+    NotSentProtocolError,
+    NotSentProxyError,
+    NotSentReadError,
+    NotSentReadTimeout,
+    NotSentRemoteProtocolError,
+    NotSentTimeoutException,
+    NotSentWriteError,
+    NotSentWriteTimeout,
+    error_classes,
+)
+from rstsafe.httpx._transport import AsyncTransport, Transport
 
-__all__ = ("AsyncClient", "AsyncTransport", "Client", "Transport", "error_classes")
+__all__ = (
+    "AsyncClient",
+    "AsyncTransport",
+    "Client",
+    "MaybeSentConnectError",
+    "MaybeSentConnectTimeout",
+    "MaybeSentLocalProtocolError",
+    "MaybeSentNetworkError",
+    "MaybeSentPoolTimeout",
+    "MaybeSentProtocolError",
+    "MaybeSentProxyError",
+    "MaybeSentReadError",
+    "MaybeSentReadTimeout",
+    "MaybeSentRemoteProtocolError",
+    "MaybeSentTimeoutException",
+    "MaybeSentWriteError",
+    "MaybeSentWriteTimeout",
+    "NotSentConnectError",
+    "NotSentConnectTimeout",
+    "NotSentLocalProtocolError",
+    "NotSentNetworkError",
+    "NotSentPoolTimeout",
+    "NotSentProtocolError",
+    "NotSentProxyError",
+    "NotSentReadError",
+    "NotSentReadTimeout",
+    "NotSentRemoteProtocolError",
+    "NotSentTimeoutException",
+    "NotSentWriteError",
+    "NotSentWriteTimeout",
+    "Transport",
+    "error_classes",
+)
