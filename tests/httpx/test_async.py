@@ -28,6 +28,12 @@ pytestmark = pytest.mark.anyio
 PAUSE = 0.6
 LARGE_BODY = b"u" * (8 * 1024 * 1024)
 
+# A wrong claim (the server really closes far sooner): safe send trusts a claimed
+# timeout, so requests that could not be retried do reuse the connection the server has
+# closed, which these tests need in order to show what rstsafe does then. Without a claim
+# such requests go on a fresh connection instead (test_no_post_meets_the_race).
+WRONG_CLAIM = rstsafe.KeepAlive(server_keepalive=10.0)
+
 
 async def _wait(server: MisbehavingServer, predicate: Callable[[MisbehavingServer], bool]) -> None:
     """Poll the server's records without blocking the event loop (or starting a thread)."""
@@ -111,7 +117,7 @@ async def test_stale_post_error_is_rstsafe_subclass_of_httpx(
 ) -> None:
     """A POST meeting a stale reused connection: MaybeSent subclass with httpx's args, run 0x."""
     server = misbehaving_server(IdleDrop(idle=0.3))
-    async with rstsafe.httpx.AsyncClient() as client:
+    async with rstsafe.httpx.AsyncClient(keepalive=WRONG_CLAIM) as client:
         assert (await client.get(server.url + "/warm")).status_code == 200
         await _wait(server, _closing)
         with pytest.raises(rstsafe.RequestMaybeSentError) as caught:

@@ -40,6 +40,12 @@ from rstsafe.testing._fixtures import ServerFactory
 PAUSE = 0.6  # past the servers' 0.3 s idle timers below, with 0.3 s to spare
 LARGE_BODY = b"u" * (8 * 1024 * 1024)
 
+# A wrong claim (the server really closes far sooner): safe send trusts a claimed
+# timeout, so requests that could not be retried do reuse the connection the server has
+# closed, which these tests need in order to show what rstsafe does then. Without a claim
+# such requests go on a fresh connection instead (test_no_post_meets_the_race).
+WRONG_CLAIM = rstsafe.KeepAlive(server_keepalive=10.0)
+
 
 def _closing(server: MisbehavingServer) -> bool:
     return any(r.closing_since is not None for r in server.connections)
@@ -90,12 +96,25 @@ def test_keepalive_race_get_is_retried_on_a_fresh_connection(
     assert len(server.connections) == 2
 
 
+def test_no_post_meets_the_race(misbehaving_server: ServerFactory) -> None:
+    """Without header or config no POST meets the keep-alive race: safe send, then learning."""
+    server = misbehaving_server(IdleCloseWithLag(idle=0.3, lag=1.2))
+    with rstsafe.httpx.Client() as client:
+        assert client.get(server.url + "/first").status_code == 200
+        for index in range(4):
+            time.sleep(0.6)
+            method = "GET" if index % 2 else "POST"
+            response = _send(client, method, f"{server.url}/orders/{index}")
+            assert response.status_code == 200
+    assert all(server.executions(path=f"/orders/{i}") == 1 for i in range(4))
+
+
 def test_keepalive_race_post_fails_once_then_the_learner_avoids_it(
     misbehaving_server: ServerFactory,
 ) -> None:
-    """Without header or config, only the first POST meeting the race fails; then none do."""
+    """A wrong 10 s claim: only the first POST meeting the race fails; then none do."""
     server = misbehaving_server(IdleCloseWithLag(idle=0.3, lag=1.2))
-    with rstsafe.httpx.Client() as client:
+    with rstsafe.httpx.Client(keepalive=WRONG_CLAIM) as client:
         assert client.get(server.url + "/first").status_code == 200
         time.sleep(PAUSE)
         with pytest.raises(httpx.ReadError) as caught:
@@ -173,9 +192,9 @@ def test_lying_keep_alive_header_is_survived(misbehaving_server: ServerFactory) 
 def test_idle_drop_get_retried_post_fails_only_before_learning(
     misbehaving_server: ServerFactory,
 ) -> None:
-    """IdleDrop (NAT forgot the connection): GETs recover; one POST fails, never executed."""
+    """IdleDrop, a wrong 10 s claim: GETs recover; one POST fails, never executed."""
     server = misbehaving_server(IdleDrop(idle=0.3))
-    with rstsafe.httpx.Client() as client:
+    with rstsafe.httpx.Client(keepalive=WRONG_CLAIM) as client:
         assert client.get(server.url + "/r/0").status_code == 200
         time.sleep(PAUSE)
         # ReadError (the RST) or RemoteProtocolError (EOF first), as httpx reports it.
@@ -274,7 +293,7 @@ def test_idempotency_key_makes_a_post_retryable(misbehaving_server: ServerFactor
 def test_streamed_body_is_never_replayed(misbehaving_server: ServerFactory) -> None:
     """A PUT (idempotent) with a generator body is not resent after a stale connection."""
     server = misbehaving_server(IdleDrop(idle=0.3))
-    with rstsafe.httpx.Client() as client:
+    with rstsafe.httpx.Client(keepalive=WRONG_CLAIM) as client:
         _stale_failure(client, server)
         with pytest.raises(rstsafe.RequestMaybeSentError, match="cannot be sent again") as caught:
             client.put(server.url + "/doc", content=_body_chunks())

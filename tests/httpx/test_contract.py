@@ -34,6 +34,12 @@ PROXIES = [
 if "socks5h" in SOCKS_SCHEMES:  # httpx 0.28 and later
     PROXIES.append(("socks5h://127.0.0.1:1080", httpcore.SOCKSProxy, httpcore.AsyncSOCKSProxy))
 
+# A wrong claim (the server really closes far sooner): safe send trusts a claimed
+# timeout, so requests that could not be retried do reuse the connection the server has
+# closed, which these tests need in order to show what rstsafe does then. Without a claim
+# such requests go on a fresh connection instead (test_no_post_meets_the_race).
+WRONG_CLAIM = rstsafe.KeepAlive(server_keepalive=10.0)
+
 
 @pytest.mark.parametrize(("proxy", "sync_pool", "async_pool"), PROXIES)
 def test_transports_are_httpx_transports_with_httpx_pools(
@@ -176,7 +182,7 @@ def test_every_error_class_pickles_with_its_facts(base: type[httpx.TransportErro
 def test_stale_error_keeps_httpx_args(misbehaving_server: ServerFactory) -> None:
     """Where rstsafe acts (stale POST), args are httpx's and str() has rstsafe's facts."""
     server = misbehaving_server(IdleDrop(idle=0.3))
-    with rstsafe.httpx.Client() as client:
+    with rstsafe.httpx.Client(keepalive=WRONG_CLAIM) as client:
         assert client.get(server.url + "/warm").status_code == 200
         assert server.wait_until(lambda s: any(r.closing_since for r in s.connections))
         with pytest.raises(rstsafe.RequestMaybeSentError) as caught:

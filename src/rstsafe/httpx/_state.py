@@ -213,6 +213,7 @@ class _Tracker:
         "probe_for",
         "recheck_at",
         "ruled_out",
+        "safe_until",
         "shared",
         "stopped",
         "tls",
@@ -227,6 +228,9 @@ class _Tracker:
         # request, so the common case must be a comparison.
         self.epoch = -1
         self.recheck_at = float("-inf")
+        # Until ``safe_until`` a request that could not be retried may use it too (safe
+        # send: OriginKeepAlive.safe_idle); set with ``recheck_at``.
+        self.safe_until = float("-inf")
         self.multiplexed = shared.h2_prior_knowledge
         self.tls = False
         # The attempt whose upload was stopped by an early response; the connection
@@ -256,6 +260,22 @@ class _Tracker:
                     raise httpcore.ConnectionNotAvailable(
                         "rstsafe: connection idle past its TTL, kept for a request that"
                         " may probe; this request goes on another connection"
+                    )
+            if (
+                life.requests_served
+                and not self.multiplexed
+                and self.shared.now() >= self.safe_until
+                and not attempt.may_probe(self.shared.policy)
+            ):
+                reason = life.expiry_reason(self.keepalive, retryable=False)
+                if reason is not None:
+                    # Safe send: this request could not be retried if the connection
+                    # turned out stale, and its idle is past what is proven kept. Nothing
+                    # is written: httpcore closes it and assigns another (a fresh one).
+                    self.recheck_at = float("-inf")
+                    self.checked_idle(is_open=True)
+                    raise httpcore.ConnectionNotAvailable(
+                        f"rstsafe: {reason}; this request goes on a fresh connection"
                     )
             attempt.tracker = self
             attempt.reused = life.requests_served > 0
@@ -302,6 +322,7 @@ class _Tracker:
         recheck = life.last_used_at + self.keepalive.idle_ttl().before_jitter * keep
         if config.max_lifetime is not None:
             recheck = min(recheck, life.created_at + config.max_lifetime * keep)
+        self.safe_until = life.last_used_at + self.keepalive.safe_idle() * keep
         self.epoch, self.recheck_at = epoch, recheck
         return False
 
@@ -313,7 +334,9 @@ class _Tracker:
         if is_open:
             self.keepalive.observe_open(life.idle_seconds())
         else:
-            self.keepalive.observe_closed_idle(life.idle_seconds())
+            self.keepalive.observe_closed_idle(
+                life.idle_seconds(), age_seconds=max(0.0, self.shared.now() - life.created_at)
+            )
             self.shared.epoch += 1  # the learned TTL may have shortened
 
     def slices(self, buffer: bytes) -> Iterator[bytes] | None:
@@ -380,6 +403,7 @@ class _Tracker:
                     self.keepalive.config.max_requests is not None
                     or life.requests_remaining is not None
                     or keep_alive is not None
+                    or self.keepalive.learned_max_requests is not None
                 ):
                     self.recheck_at = float("-inf")
 

@@ -110,6 +110,7 @@ class _RequestDriver:
         self._origin = shared.origin_of(request.url)
         self._attempt = _Attempt(self._origin)
         self._lazy_attempts: RequestAttempts | None = None
+        shared.state(self._origin).note_request()  # the retry budget's deposit
 
     @property
     def _attempts(self) -> RequestAttempts:
