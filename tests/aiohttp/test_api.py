@@ -234,3 +234,27 @@ async def test_aiohttps_own_retry_stays_and_shares_the_budget(
             assert response.status == 200
     assert server.executions(path="/b") == 1
     assert len(server.connections) == 2
+
+
+async def test_request_methods_work_where_aiohttp_clientsession_is_patched_to_ours(
+    misbehaving_server: ServerFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With ``aiohttp.ClientSession`` patched to rstsafe's class, every request method works."""
+    server = misbehaving_server()
+    monkeypatch.setattr(aiohttp, "ClientSession", rstsafe.aiohttp.ClientSession)
+    async with rstsafe.aiohttp.ClientSession() as session:
+        calls = (
+            session.request("GET", server.url + "/request", middlewares=()),
+            session.get(server.url + "/get"),
+            session.options(server.url + "/options"),
+            session.head(server.url + "/head"),
+            session.post(server.url + "/post", data=b"x"),
+            session.put(server.url + "/put", data=b"x"),
+            session.patch(server.url + "/patch", data=b"x"),
+            session.delete(server.url + "/delete"),
+        )
+        for call in calls:
+            async with call as response:
+                assert response.status == 200
+    for method in ("request", "get", "options", "head", "post", "put", "patch", "delete"):
+        assert server.executions(path=f"/{method}") == 1

@@ -269,52 +269,54 @@ with quiet_subclassing():
             return self._rstsafe.policy
 
         # A request passing its own middlewares= replaces the session's (aiohttp's rule):
-        # these keep rstsafe's, last. Plain forwarding otherwise (no extra await layer).
+        # these keep rstsafe's, last. Plain forwarding otherwise (no extra await layer),
+        # through super(): a name looked up on the aiohttp module would be this class
+        # itself wherever aiohttp.ClientSession is patched to it (the contract runs).
 
         def request(self, method: str, url: Any, **kwargs: Any) -> Any:
             """As ``aiohttp.ClientSession.request``."""
             if "middlewares" in kwargs:
                 _with_ours(self._rstsafe, kwargs)
-            return aiohttp.ClientSession.request(self, method, url, **kwargs)
+            return super().request(method, url, **kwargs)
 
         def get(self, url: Any, **kwargs: Any) -> Any:
             """As ``aiohttp.ClientSession.get``."""
             if "middlewares" in kwargs:
                 _with_ours(self._rstsafe, kwargs)
-            return aiohttp.ClientSession.get(self, url, **kwargs)
+            return super().get(url, **kwargs)
 
         def options(self, url: Any, **kwargs: Any) -> Any:
             """As ``aiohttp.ClientSession.options``."""
             if "middlewares" in kwargs:
                 _with_ours(self._rstsafe, kwargs)
-            return aiohttp.ClientSession.options(self, url, **kwargs)
+            return super().options(url, **kwargs)
 
         def head(self, url: Any, **kwargs: Any) -> Any:
             """As ``aiohttp.ClientSession.head``."""
             if "middlewares" in kwargs:
                 _with_ours(self._rstsafe, kwargs)
-            return aiohttp.ClientSession.head(self, url, **kwargs)
+            return super().head(url, **kwargs)
 
         def post(self, url: Any, **kwargs: Any) -> Any:
             """As ``aiohttp.ClientSession.post``."""
             if "middlewares" in kwargs:
                 _with_ours(self._rstsafe, kwargs)
-            return aiohttp.ClientSession.post(self, url, **kwargs)
+            return super().post(url, **kwargs)
 
         def put(self, url: Any, **kwargs: Any) -> Any:
             """As ``aiohttp.ClientSession.put``."""
             if "middlewares" in kwargs:
                 _with_ours(self._rstsafe, kwargs)
-            return aiohttp.ClientSession.put(self, url, **kwargs)
+            return super().put(url, **kwargs)
 
         def patch(self, url: Any, **kwargs: Any) -> Any:
             """As ``aiohttp.ClientSession.patch``."""
             if "middlewares" in kwargs:
                 _with_ours(self._rstsafe, kwargs)
-            return aiohttp.ClientSession.patch(self, url, **kwargs)
+            return super().patch(url, **kwargs)
 
         def delete(self, url: Any, **kwargs: Any) -> Any:
             """As ``aiohttp.ClientSession.delete``."""
             if "middlewares" in kwargs:
                 _with_ours(self._rstsafe, kwargs)
-            return aiohttp.ClientSession.delete(self, url, **kwargs)
+            return super().delete(url, **kwargs)
