@@ -8,6 +8,8 @@ reasons, in ``contract/allowed.toml``.
 
 from __future__ import annotations
 
+import pytest
+
 from contract.plugins._swap import pytest_report_header, swap
 
 swap(
@@ -20,4 +22,18 @@ swap(
     }
 )
 
-__all__ = ("pytest_report_header",)
+
+def pytest_configure(config: pytest.Config) -> None:
+    """aiohttp's pytest.ini ignores its own "Unclosed client session" warning: ours too.
+
+    Its filter matches the plain class's repr (``<aiohttp.client.ClientSession object at
+    0x...``); the same warning about the swapped class names rstsafe's module instead.
+    """
+    config.addinivalue_line(
+        "filterwarnings",
+        "ignore:Unclosed client session <rstsafe.aiohttp._session.ClientSession object at 0x"
+        ":ResourceWarning",
+    )
+
+
+__all__ = ("pytest_configure", "pytest_report_header")

@@ -18,7 +18,7 @@ import rstsafe
 import rstsafe.aiohttp
 from rstsafe import BodyKind, Delivery, FailureKind, KeepAlive, RetryPolicy
 from rstsafe._core.retry import RetryAction
-from rstsafe.aiohttp._connector import body_info
+from rstsafe.aiohttp._connector import _Tracked, body_info
 from rstsafe.testing import IdleCloseWithLag, MisbehavingServer
 from rstsafe.testing._fixtures import ServerFactory
 
@@ -41,12 +41,12 @@ async def test_backoff_retries_are_rejected_pointing_at_retry_if_safe() -> None:
         rstsafe.aiohttp.ClientSession(retry=RetryPolicy(retries=0, retry_statuses=frozenset({503})))
 
 
-async def test_foreign_connector_and_conflicting_settings_are_rejected() -> None:
-    """A plain aiohttp connector is a TypeError; keepalive= beside connector= a ValueError."""
+async def test_conflicting_settings_are_rejected() -> None:
+    """keepalive= or retry= beside connector= is a ValueError: they are the connector's."""
     plain = aiohttp.TCPConnector()
     try:
-        with pytest.raises(TypeError, match="connector"):
-            rstsafe.aiohttp.ClientSession(connector=plain)  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="keepalive and retry"):
+            rstsafe.aiohttp.ClientSession(connector=plain, retry=RetryPolicy(retries=0))
     finally:
         await plain.close()
     connector = rstsafe.aiohttp.TCPConnector()
@@ -258,3 +258,63 @@ async def test_request_methods_work_where_aiohttp_clientsession_is_patched_to_ou
                 assert response.status == 200
     for method in ("request", "get", "options", "head", "post", "put", "patch", "delete"):
         assert server.executions(path=f"/{method}") == 1
+
+
+async def test_another_connector_makes_a_plain_aiohttp_session(
+    misbehaving_server: ServerFactory,
+) -> None:
+    """On a connector not rstsafe's the session is aiohttp's: its middlewares only, no retry."""
+    calls: list[str] = []
+
+    async def counting(request: ClientRequest, handler: Any) -> aiohttp.ClientResponse:
+        calls.append(request.url.path)
+        response: aiohttp.ClientResponse = await handler(request)
+        return response
+
+    server = misbehaving_server(IdleCloseWithLag(idle=0.3, lag=1.2))
+    connector = aiohttp.TCPConnector()
+    ours = rstsafe.aiohttp.ClientSession(connector=connector, middlewares=(counting,))
+    with pytest.raises(AttributeError, match=r"not a rstsafe\.aiohttp\.TCPConnector"):
+        _ = ours.keepalive_registry
+    with pytest.raises(AttributeError, match=r"not a rstsafe\.aiohttp\.TCPConnector"):
+        _ = ours.retry_policy
+    async with ours as session:
+        assert session.connector is connector
+        assert session._middlewares == (counting,)
+        async with session.post(server.url + "/a", data=b"x") as response:
+            await response.read()
+        while not any(r.closing_since for r in server.connections):
+            await asyncio.sleep(0.01)
+        # aiohttp reuses the stale connection and never resends a POST: its error, as is.
+        with pytest.raises(aiohttp.ClientConnectionError) as caught:
+            async with session.post(server.url + "/b", data=b"x", middlewares=()):
+                pass
+    # aiohttp's own class (a reset or a close, as the race goes), not rstsafe's subclass.
+    assert type(caught.value) in (aiohttp.ClientOSError, aiohttp.ServerDisconnectedError)
+    assert calls == ["/a"]
+
+
+async def test_connection_transport_attributes_can_be_patched(
+    misbehaving_server: ServerFactory,
+) -> None:
+    """A connection's counting transport takes attribute assignment, as asyncio's does."""
+    url = URL(misbehaving_server().url)
+    assert url.host is not None
+    assert url.port is not None
+    loop = asyncio.get_running_loop()
+    inner, protocol = await loop.create_connection(asyncio.Protocol, url.host, url.port)
+    connector = rstsafe.aiohttp.TCPConnector()
+    try:
+        origin = rstsafe.Origin("http", url.host, url.port)
+        tracked: Any = _Tracked(inner, connector._rstsafe, origin, protocol)
+        written: list[bytes] = []
+        tracked.write = written.append  # what mock.patch.object(transport, "write") does
+        tracked.write(b"GET / HTTP/1.1\r\n")
+        assert written == [b"GET / HTTP/1.1\r\n"]
+        assert tracked.life.bytes_sent == 0  # the patched write, not the counting one
+        del tracked.write
+        tracked.write(b"Host: x\r\n\r\n")
+        assert tracked.life.bytes_sent == len(b"Host: x\r\n\r\n")
+    finally:
+        inner.close()
+        await connector.close()

@@ -307,6 +307,9 @@ class _Tracked:
     """
 
     __slots__ = (
+        # Attributes may be set on it as on asyncio's transports (which have a
+        # __dict__): mock.patch.object(conn.transport, "write", ...) in a test.
+        "__dict__",
         "closed_locally",
         "epoch",
         "get_extra_info",
