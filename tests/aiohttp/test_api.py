@@ -19,7 +19,7 @@ import rstsafe.aiohttp
 from rstsafe import BodyKind, Delivery, FailureKind, KeepAlive, RetryPolicy
 from rstsafe._core.retry import RetryAction
 from rstsafe.aiohttp._connector import _Tracked, body_info
-from rstsafe.testing import IdleCloseWithLag, MisbehavingServer
+from rstsafe.testing import ConnectionEnd, IdleCloseWithLag, MisbehavingServer
 from rstsafe.testing._fixtures import ServerFactory
 
 pytestmark = pytest.mark.anyio
@@ -317,4 +317,28 @@ async def test_connection_transport_attributes_can_be_patched(
         assert tracked.life.bytes_sent == len(b"Host: x\r\n\r\n")
     finally:
         inner.close()
+        await connector.close()
+
+
+async def test_a_new_connection_is_closed_when_tracking_it_fails(
+    misbehaving_server: ServerFactory,
+) -> None:
+    """When tracking a new connection fails, the error is raised and the socket closed."""
+    server = misbehaving_server()
+    url = URL(server.url)
+    connector = rstsafe.aiohttp.TCPConnector()
+    try:
+        request = ClientRequest("GET", url, loop=asyncio.get_running_loop())
+        # An origin rstsafe cannot key its keep-alive state by (as a mocked request's URL).
+        bad: Any = object()
+        connector._rstsafe.origins[(url.scheme, url.host, url.port)] = bad
+        with pytest.raises(AttributeError):
+            await connector.connect(request, [], aiohttp.ClientTimeout(total=5))
+        for _ in range(500):
+            if server.connections and server.connections[0].end is not ConnectionEnd.OPEN:
+                break
+            await asyncio.sleep(0.01)
+        assert len(server.connections) == 1
+        assert server.connections[0].end is not ConnectionEnd.OPEN
+    finally:
         await connector.close()

@@ -551,8 +551,12 @@ class TCPConnector(aiohttp.TCPConnector):
             elif current is None:  # pragma: no cover - lost between the pool and here
                 return conn
             else:
-                origin = shared.origin_of(req.url)
-                tracked = _Tracked(current, shared, origin, protocol)
+                try:
+                    origin = shared.origin_of(req.url)
+                    tracked = _Tracked(current, shared, origin, protocol)
+                except BaseException:
+                    conn.close()  # not left open for the garbage collector to find
+                    raise
                 set_transport(protocol, tracked)
                 closed = closed_future(protocol)
                 if closed is not None:
