@@ -22,6 +22,7 @@ import httpx
 import requests
 
 import rstsafe
+import rstsafe.core
 import rstsafe.httpx
 import rstsafe.requests
 
@@ -64,7 +65,7 @@ class Client(Protocol):
         """Send one request, read the whole response, return its status."""
         ...
 
-    def registry(self) -> rstsafe.KeepAliveRegistry | None:
+    def registry(self) -> rstsafe.core.KeepAliveRegistry | None:
         """The rstsafe keep-alive registry, or None for a plain client."""
         ...
 
@@ -82,7 +83,7 @@ class _Requests:
         response = self._session.request(method, url, data=body, timeout=timeout)
         return int(response.status_code)
 
-    def registry(self) -> rstsafe.KeepAliveRegistry | None:
+    def registry(self) -> rstsafe.core.KeepAliveRegistry | None:
         if isinstance(self._session, rstsafe.requests.Session):
             return self._session.adapter.keepalive_registry
         return None
@@ -106,7 +107,7 @@ class _Httpx:
         response = self._client.request(method, url, content=body, timeout=timeout)
         return response.status_code
 
-    def registry(self) -> rstsafe.KeepAliveRegistry | None:
+    def registry(self) -> rstsafe.core.KeepAliveRegistry | None:
         return None if self._transport is None else self._transport.keepalive_registry
 
     def close(self) -> None:
@@ -138,7 +139,7 @@ class _AsyncHttpx:
     def request(self, method: str, url: str, body: bytes | None, timeout: float) -> int:
         return self._loop.run_until_complete(self._request(method, url, body, timeout))
 
-    def registry(self) -> rstsafe.KeepAliveRegistry | None:
+    def registry(self) -> rstsafe.core.KeepAliveRegistry | None:
         return None if self._transport is None else self._transport.keepalive_registry
 
     def close(self) -> None:

@@ -23,6 +23,7 @@ import httpx
 from common import Client, error_name, make_async_client, make_client
 
 import rstsafe
+import rstsafe.core
 from rstsafe.testing import CloseAfterRequests, Execution, Healthy, MisbehavingServer
 
 __all__ = (
@@ -118,10 +119,12 @@ def _duplicates(executions: Iterable[Execution]) -> int:
     return sum(n - 1 for n in counts.values() if n > 1)
 
 
-def _learned_limit(registry: rstsafe.KeepAliveRegistry | None, server: MisbehavingServer) -> str:
+def _learned_limit(
+    registry: rstsafe.core.KeepAliveRegistry | None, server: MisbehavingServer
+) -> str:
     if registry is None:
         return "-"
-    state = registry.for_origin(rstsafe.Origin("http", server.host, server.port))
+    state = registry.for_origin(rstsafe.core.Origin("http", server.host, server.port))
     ttl = state.idle_ttl_for(0.0)
     upper = state.upper_bound
     return (

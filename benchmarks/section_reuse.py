@@ -37,6 +37,7 @@ from pathlib import Path
 from common import ALL_CLIENT_NAMES, error_name, make_client, new_figure, save_figure
 
 import rstsafe
+import rstsafe.core
 from rstsafe.testing import IdleCloseWithLag, MisbehavingServer
 
 __all__ = ("REGIMES", "ReuseConfig", "ReuseRun", "render", "run")
@@ -166,7 +167,9 @@ def scaled_keepalive(regime: str, timeout: float) -> rstsafe.KeepAlive:
     )
 
 
-def _sample(registry: rstsafe.KeepAliveRegistry, origin: rstsafe.Origin, t: float) -> TTLSample:
+def _sample(
+    registry: rstsafe.core.KeepAliveRegistry, origin: rstsafe.core.Origin, t: float
+) -> TTLSample:
     state = registry.for_origin(origin)
     ttl = state.idle_ttl()
     lower, upper = state.lower_bound, state.upper_bound
@@ -206,7 +209,7 @@ def run_one(client_name: str, regime: str, workload: str, config: ReuseConfig) -
     registry = client.registry()
     started = time.monotonic()
     with MisbehavingServer(behaviour) as server:
-        origin = rstsafe.Origin("http", server.host, server.port)
+        origin = rstsafe.core.Origin("http", server.host, server.port)
         try:
             for index in range(config.requests):
                 if index:

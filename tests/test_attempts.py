@@ -9,17 +9,14 @@ import pytest
 from rstsafe import (
     Delivery,
     KeepAlive,
-    Origin,
-    OriginKeepAlive,
     RequestMaybeSentError,
     RequestNotSentError,
-    RetryAction,
     RetryPolicy,
-    TTLSource,
     replayability,
 )
 from rstsafe._core.attempts import ConnectionLife, RequestAttempts
 from rstsafe._core.clock import ManualClock
+from rstsafe.core import Origin, OriginKeepAlive, RetryAction, TTLSource
 
 ORIGIN = Origin("http", "127.0.0.1", 8080)
 

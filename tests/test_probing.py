@@ -24,8 +24,9 @@ import pytest
 import rstsafe.httpx
 import rstsafe.requests
 import rstsafe.urllib3
-from rstsafe import KeepAlive, KeepAliveRegistry, Origin, RetryPolicy, TTLSource
+from rstsafe import KeepAlive, RetryPolicy
 from rstsafe._cli.demo import Outcome, Step
+from rstsafe.core import KeepAliveRegistry, Origin, TTLSource
 from rstsafe.testing import ConnectionEnd, Healthy, IdleCloseWithLag, MisbehavingServer
 
 DRIVERS = ("requests", "urllib3", "httpx", "httpx-async")

@@ -1,158 +1,105 @@
 """rstsafe: HTTP and TCP clients that survive "Connection reset by peer".
 
-The public surface is re-exported here; the implementation lives in private
-``_modules``. Public subpackages exist only where users import them:
-``rstsafe.testing`` (the misbehaving server and pytest plugin) and the adapters
-``rstsafe.requests``, ``rstsafe.urllib3`` and ``rstsafe.httpx``.
+The root holds what an application needs: the configuration objects, the errors and
+what they carry, and the pools for any TCP protocol. The rest is in public modules by
+audience:
+
+- ``rstsafe.requests``, ``rstsafe.urllib3``, ``rstsafe.httpx``, ``rstsafe.aiohttp``: the
+  drop-in adapters;
+- ``rstsafe.sockets``: socket helpers (graceful close, liveness, keepalive options) and
+  the pools;
+- ``rstsafe.tools``: ``lint``, ``probe``, ``doctor`` and their results;
+- ``rstsafe.testing``: the misbehaving server and the pytest plugin;
+- ``rstsafe.core``: the decision core, for adapter authors.
+
+Names are imported on first use, so ``import rstsafe`` loads no tool, no pool and no
+asyncio.
 """
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from rstsafe._core.budget import RetryBudget
-from rstsafe._core.classify import ConnectionFacts, Delivery, Failure, FailureKind, Origin, classify
-from rstsafe._core.errors import (
-    RequestMaybeSentError,
-    RequestNotSentError,
-    RstsafeError,
-    describe_failure,
-    error_for,
-)
-from rstsafe._core.idempotency import (
-    BodyInfo,
-    BodyKind,
-    IdempotencyRules,
-    Replayability,
-    describe_body,
-    replayability,
-    rewind_body,
-)
-from rstsafe._core.keepalive import (
-    IdleTTL,
-    KeepAlive,
-    KeepAliveHeader,
-    KeepAliveRegistry,
-    OriginKeepAlive,
-    TTLSource,
-    parse_keep_alive,
-)
-from rstsafe._core.retry import (
-    Attempt,
-    RetryAction,
-    RetryDecision,
-    RetryHistory,
-    RetryPolicy,
-    parse_retry_after,
-    retry_if_safe,
-)
-from rstsafe.sockets._helpers import (
-    CloseOutcome,
-    CloseResult,
-    Liveness,
-    SocketHazard,
-    SocketOption,
-    abortive_close,
-    apply_socket_options,
-    check_socket,
-    graceful_close,
-    httpx_socket_options,
-    is_alive,
-    keepalive_options,
-    probe_liveness,
-    urllib3_socket_options,
-)
-from rstsafe.sockets._pool import (
-    AsyncPool,
-    DiscardReason,
-    HeartbeatTimeoutError,
-    NoHealthyConnectionError,
-    Pool,
-    PoolClosedError,
-    PoolConfig,
-    PoolCounters,
-    PoolError,
-    PoolTimeoutError,
-)
-from rstsafe.tools._doctor import DoctorReport, doctor
-from rstsafe.tools._lint import Finding, Hop, HopKind, LintInputError, LintReport, Severity, lint
-from rstsafe.tools._probe import IdleCloseKind, ProbeError, ProbeResult, probe
+if TYPE_CHECKING:
+    from rstsafe._core.budget import RetryBudget
+    from rstsafe._core.classify import ConnectionFacts, Delivery, Failure, FailureKind, classify
+    from rstsafe._core.errors import RequestMaybeSentError, RequestNotSentError, RstsafeError
+    from rstsafe._core.idempotency import IdempotencyRules, replayability
+    from rstsafe._core.keepalive import KeepAlive
+    from rstsafe._core.retry import RetryPolicy, retry_if_safe
+    from rstsafe.sockets._helpers import graceful_close, keepalive_options
+    from rstsafe.sockets._pool import AsyncPool, Pool, PoolConfig
 
-try:
-    __version__ = version("rstsafe")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
-    __version__ = "0.0.0"
+    __version__: str
+
+# Public name -> the module that defines it.
+_LAZY: dict[str, str] = {
+    "AsyncPool": "rstsafe.sockets._pool",
+    "ConnectionFacts": "rstsafe._core.classify",
+    "Delivery": "rstsafe._core.classify",
+    "Failure": "rstsafe._core.classify",
+    "FailureKind": "rstsafe._core.classify",
+    "IdempotencyRules": "rstsafe._core.idempotency",
+    "KeepAlive": "rstsafe._core.keepalive",
+    "Pool": "rstsafe.sockets._pool",
+    "PoolConfig": "rstsafe.sockets._pool",
+    "RequestMaybeSentError": "rstsafe._core.errors",
+    "RequestNotSentError": "rstsafe._core.errors",
+    "RetryBudget": "rstsafe._core.budget",
+    "RetryPolicy": "rstsafe._core.retry",
+    "RstsafeError": "rstsafe._core.errors",
+    "classify": "rstsafe._core.classify",
+    "graceful_close": "rstsafe.sockets._helpers",
+    "keepalive_options": "rstsafe.sockets._helpers",
+    "replayability": "rstsafe._core.idempotency",
+    "retry_if_safe": "rstsafe._core.retry",
+}
 
 __all__ = (
     "AsyncPool",
-    "Attempt",
-    "BodyInfo",
-    "BodyKind",
-    "CloseOutcome",
-    "CloseResult",
     "ConnectionFacts",
     "Delivery",
-    "DiscardReason",
-    "DoctorReport",
     "Failure",
     "FailureKind",
-    "Finding",
-    "HeartbeatTimeoutError",
-    "Hop",
-    "HopKind",
     "IdempotencyRules",
-    "IdleCloseKind",
-    "IdleTTL",
     "KeepAlive",
-    "KeepAliveHeader",
-    "KeepAliveRegistry",
-    "LintInputError",
-    "LintReport",
-    "Liveness",
-    "NoHealthyConnectionError",
-    "Origin",
-    "OriginKeepAlive",
     "Pool",
-    "PoolClosedError",
     "PoolConfig",
-    "PoolCounters",
-    "PoolError",
-    "PoolTimeoutError",
-    "ProbeError",
-    "ProbeResult",
-    "Replayability",
     "RequestMaybeSentError",
     "RequestNotSentError",
-    "RetryAction",
     "RetryBudget",
-    "RetryDecision",
-    "RetryHistory",
     "RetryPolicy",
     "RstsafeError",
-    "Severity",
-    "SocketHazard",
-    "SocketOption",
-    "TTLSource",
     "__version__",
-    "abortive_close",
-    "apply_socket_options",
-    "check_socket",
     "classify",
-    "describe_body",
-    "describe_failure",
-    "doctor",
-    "error_for",
     "graceful_close",
-    "httpx_socket_options",
-    "is_alive",
     "keepalive_options",
-    "lint",
-    "parse_keep_alive",
-    "parse_retry_after",
-    "probe",
-    "probe_liveness",
     "replayability",
     "retry_if_safe",
-    "rewind_body",
-    "urllib3_socket_options",
 )
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("rstsafe")
+    except PackageNotFoundError:  # pragma: no cover - a source tree without install
+        return "0.0.0"
+
+
+def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        value: Any = _version()
+    else:
+        module = _LAZY.get(name)
+        if module is None:
+            raise AttributeError(f"module 'rstsafe' has no attribute {name!r}")
+        value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -5,17 +5,23 @@ Users of the adapters need none of this (``rstsafe.requests``, ``rstsafe.urllib3
 whole story for them). Write an adapter for another client, or drive retries by hand,
 with these pieces; none of them does I/O:
 
-- classify a failure: :func:`classify` turns an exception (chain) and the connection's
-  :class:`ConnectionFacts` into a :class:`Failure` (:class:`FailureKind`,
-  :class:`Delivery`: was the request sent?);
-- may it be sent again: :func:`replayability` (method, ``Idempotency-Key``, body:
-  :func:`describe_body`, :func:`rewind_body`);
-- may this idle connection be reused now: :class:`KeepAliveRegistry` /
-  :class:`OriginKeepAlive` per origin, and :class:`ConnectionLife` per connection (its
-  lease), reporting what happened (``observe_*``, :meth:`OriginKeepAlive.offer_witness`);
-- what to do after a failed attempt: :class:`RequestAttempts` per request (classify,
-  learn, decide with :class:`RetryPolicy`, draw from the :class:`RetryBudget`, build the
-  error with :func:`error_for`).
+- classify a failure: [`classify`][rstsafe.classify] turns an exception (chain) and the
+  connection's [`ConnectionFacts`][rstsafe.ConnectionFacts] into a
+  [`Failure`][rstsafe.Failure] ([`FailureKind`][rstsafe.FailureKind],
+  [`Delivery`][rstsafe.Delivery]: was the request sent?);
+- may it be sent again: [`replayability`][rstsafe.replayability] (method,
+  ``Idempotency-Key``, body: [`describe_body`][rstsafe.core.describe_body],
+  [`rewind_body`][rstsafe.core.rewind_body]);
+- may this idle connection be reused now:
+  [`KeepAliveRegistry`][rstsafe.core.KeepAliveRegistry] /
+  [`OriginKeepAlive`][rstsafe.core.OriginKeepAlive] per origin, and
+  [`ConnectionLife`][rstsafe.core.ConnectionLife] per connection (its lease), reporting
+  what happened (``observe_*``,
+  [`OriginKeepAlive.offer_witness`][rstsafe.core.OriginKeepAlive.offer_witness]);
+- what to do after a failed attempt: [`RequestAttempts`][rstsafe.core.RequestAttempts]
+  per request (classify, learn, decide with [`RetryPolicy`][rstsafe.RetryPolicy], draw
+  from the [`RetryBudget`][rstsafe.RetryBudget], build the error with
+  [`error_for`][rstsafe.core.error_for]).
 
 The driver loop of an adapter is short; ``rstsafe.httpx``'s ``handle_request`` is the model.
 """

@@ -16,9 +16,11 @@ from yarl import URL
 
 import rstsafe
 import rstsafe.aiohttp
-from rstsafe import BodyKind, Delivery, FailureKind, KeepAlive, RetryPolicy
+import rstsafe.core
+from rstsafe import Delivery, FailureKind, KeepAlive, RetryPolicy
 from rstsafe._core.retry import RetryAction
 from rstsafe.aiohttp._connector import _Tracked, body_info
+from rstsafe.core import BodyKind
 from rstsafe.testing import ConnectionEnd, IdleCloseWithLag, MisbehavingServer
 from rstsafe.testing._fixtures import ServerFactory
 
@@ -105,8 +107,8 @@ def _failure(kind: FailureKind, delivery: Delivery) -> rstsafe.Failure:
 
 def test_errors_keep_aiohttps_args_and_pickle_with_their_facts() -> None:
     """aiohttp's args (errno, os_error, host) survive, and so does a pickle round trip."""
-    history = rstsafe.RetryHistory().record(
-        rstsafe.RetryDecision(action=RetryAction.GIVE_UP, reason="not retried"),
+    history = rstsafe.core.RetryHistory().record(
+        rstsafe.core.RetryDecision(action=RetryAction.GIVE_UP, reason="not retried"),
         failure=_failure(FailureKind.RESET, Delivery.MAYBE_SENT),
     )
     reset = rstsafe.aiohttp.MaybeSentClientOSError(
@@ -305,7 +307,7 @@ async def test_connection_transport_attributes_can_be_patched(
     inner, protocol = await loop.create_connection(asyncio.Protocol, url.host, url.port)
     connector = rstsafe.aiohttp.TCPConnector()
     try:
-        origin = rstsafe.Origin("http", url.host, url.port)
+        origin = rstsafe.core.Origin("http", url.host, url.port)
         tracked: Any = _Tracked(inner, connector._rstsafe, origin, protocol)
         written: list[bytes] = []
         tracked.write = written.append  # what mock.patch.object(transport, "write") does

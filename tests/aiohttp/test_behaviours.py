@@ -20,7 +20,8 @@ import pytest
 import rstsafe
 import rstsafe._compat.aiohttp
 import rstsafe.aiohttp
-from rstsafe import FailureKind, KeepAlive, RetryPolicy, TTLSource
+from rstsafe import FailureKind, KeepAlive, RetryPolicy
+from rstsafe.core import TTLSource
 from rstsafe.testing import (
     AbortiveClose,
     AcceptQueueOverflow,

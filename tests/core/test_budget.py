@@ -6,12 +6,13 @@ import random
 
 import pytest
 
-from rstsafe import KeepAlive, OriginKeepAlive, RetryAction, RetryBudget, RetryPolicy
+from rstsafe import KeepAlive, RetryBudget, RetryPolicy
 from rstsafe._core.attempts import RequestAttempts
 from rstsafe._core.budget import RetryBudgetState
 from rstsafe._core.classify import ConnectionFacts
 from rstsafe._core.clock import ManualClock
 from rstsafe._core.idempotency import replayability
+from rstsafe.core import OriginKeepAlive, RetryAction
 
 
 def test_the_reserve_allows_min_per_second_over_the_window() -> None:

@@ -14,7 +14,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rstsafe import ConnectionFacts, Delivery, Failure, FailureKind, Origin, classify
+from rstsafe import ConnectionFacts, Delivery, Failure, FailureKind, classify
+from rstsafe.core import Origin
 
 
 def _raised_from(outer: BaseException, inner: BaseException) -> BaseException:

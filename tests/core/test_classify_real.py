@@ -18,16 +18,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from rstsafe import (
-    ConnectionFacts,
-    Delivery,
-    FailureKind,
-    Origin,
-    RetryAction,
-    RetryPolicy,
-    classify,
-    replayability,
-)
+from rstsafe import ConnectionFacts, Delivery, FailureKind, RetryPolicy, classify, replayability
+from rstsafe.core import Origin, RetryAction
 from rstsafe.testing import (
     AcceptQueueOverflow,
     BlackHole,

@@ -11,18 +11,20 @@ from rstsafe import (
     Delivery,
     Failure,
     FailureKind,
-    Origin,
     RequestMaybeSentError,
     RequestNotSentError,
-    RetryAction,
-    RetryDecision,
-    RetryHistory,
     RetryPolicy,
     RstsafeError,
     classify,
+    replayability,
+)
+from rstsafe.core import (
+    Origin,
+    RetryAction,
+    RetryDecision,
+    RetryHistory,
     describe_failure,
     error_for,
-    replayability,
 )
 
 ORIGIN = Origin("http", "127.0.0.1", 8080)

@@ -10,14 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from rstsafe import (
-    BodyInfo,
-    BodyKind,
-    IdempotencyRules,
-    describe_body,
-    replayability,
-    rewind_body,
-)
+from rstsafe import IdempotencyRules, replayability
+from rstsafe.core import BodyInfo, BodyKind, describe_body, rewind_body
 
 
 @pytest.mark.parametrize("method", ["GET", "head", "Options", "TRACE", "PUT", "DELETE"])

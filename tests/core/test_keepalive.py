@@ -10,20 +10,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rstsafe import (
-    ConnectionFacts,
+from rstsafe import ConnectionFacts, KeepAlive, classify
+from rstsafe._core.clock import ManualClock
+from rstsafe._core.keepalive import MIN_IDLE_EVIDENCE_FRACTION
+from rstsafe.core import (
     IdleTTL,
-    KeepAlive,
     KeepAliveHeader,
     KeepAliveRegistry,
     Origin,
     OriginKeepAlive,
     TTLSource,
-    classify,
     parse_keep_alive,
 )
-from rstsafe._core.clock import ManualClock
-from rstsafe._core.keepalive import MIN_IDLE_EVIDENCE_FRACTION
 
 NO_JITTER = KeepAlive(jitter=0.0)
 

@@ -11,21 +11,23 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from rstsafe import (
-    BodyInfo,
-    BodyKind,
     ConnectionFacts,
     Delivery,
     Failure,
     FailureKind,
+    RetryPolicy,
+    classify,
+    replayability,
+    retry_if_safe,
+)
+from rstsafe.core import (
+    BodyInfo,
+    BodyKind,
     Replayability,
     RetryAction,
     RetryDecision,
     RetryHistory,
-    RetryPolicy,
-    classify,
     parse_retry_after,
-    replayability,
-    retry_if_safe,
 )
 
 GET = replayability("GET")

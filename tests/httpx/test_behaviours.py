@@ -15,8 +15,9 @@ import pytest
 
 import rstsafe
 import rstsafe.httpx
-from rstsafe import FailureKind, KeepAlive, RetryAction, RetryPolicy, TTLSource
+from rstsafe import FailureKind, KeepAlive, RetryPolicy
 from rstsafe._cli.demo import Step, alternating, run_paced
+from rstsafe.core import RetryAction, TTLSource
 from rstsafe.testing import (
     AbortiveClose,
     AcceptQueueOverflow,

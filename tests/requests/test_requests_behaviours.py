@@ -7,6 +7,7 @@ a server of its own (so the server's accounting is per client), concurrently.
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -16,14 +17,12 @@ import pytest
 import requests
 import urllib3
 
+import rstsafe.core
 import rstsafe.requests
 import rstsafe.urllib3
 from requests_helpers import Outcome, Send, Step, alternating, run_paced
-from rstsafe import (
-    KeepAlive,
-    RetryPolicy,
-    TTLSource,
-)
+from rstsafe import KeepAlive, RetryPolicy
+from rstsafe.core import TTLSource
 from rstsafe.testing import (
     AbortiveClose,
     AcceptQueueOverflow,
@@ -263,7 +262,7 @@ def test_keepalive_header_sets_the_idle_ttl() -> None:
         for step in steps:
             assert _paced_request(session, server.url, step) == 200
         state = session.adapter.keepalive_registry.for_origin(
-            rstsafe.Origin("http", "127.0.0.1", server.port)
+            rstsafe.core.Origin("http", "127.0.0.1", server.port)
         )
         ttl = state.idle_ttl()
         assert ttl.source is TTLSource.HEADER
@@ -339,16 +338,36 @@ def test_reset_unread_post_is_not_resent() -> None:
 
 
 def test_early_response_is_returned_not_raised() -> None:
-    """A 413 sent while the 8 MiB upload is still going out is the response."""
+    """A 413 sent while the 8 MiB upload is still going out is the response (urllib3 2.2+).
+
+    urllib3 before 2.2 gives up on the upload's reset instead: rstsafe then raises exactly
+    what plain requests and urllib3 raise, and resends nothing.
+    """
+    version = importlib.metadata.version("urllib3")
+    returns_early = tuple(int(p) for p in version.split(".")[:2]) >= (2, 2)
     with MisbehavingServer(EarlyResponse()) as server:
-        with rstsafe.requests.Session(retry=FAST) as session:
-            response = session.post(server.url + "/upload", data=LARGE, timeout=10)
-            assert response.status_code == 413
-        manager = rstsafe.urllib3.PoolManager(retry=FAST)
-        try:
-            assert manager.request("POST", server.url + "/upload", body=LARGE).status == 413
-        finally:
-            manager.clear()
+        outcomes: list[object] = []
+        for session in (requests.Session(), rstsafe.requests.Session(retry=FAST)):
+            with session:
+                try:
+                    response = session.post(server.url + "/upload", data=LARGE, timeout=10)
+                except requests.ConnectionError as exc:
+                    outcomes.append(type(exc))
+                else:
+                    outcomes.append(response.status_code)
+        for manager in (urllib3.PoolManager(), rstsafe.urllib3.PoolManager(retry=FAST)):
+            try:
+                outcomes.append(
+                    manager.request("POST", server.url + "/upload", body=LARGE, retries=0).status
+                )
+            except urllib3.exceptions.HTTPError as exc:
+                outcomes.append(type(exc))
+            finally:
+                manager.clear()
+        assert outcomes[0] == outcomes[1]
+        assert outcomes[2] == outcomes[3]
+        if returns_early:
+            assert outcomes == [413, 413, 413, 413]
         assert server.executions() == 0
 
 

@@ -12,6 +12,7 @@ import pytest
 import requests
 import urllib3
 
+import rstsafe.core
 import rstsafe.requests
 import rstsafe.urllib3
 from rstsafe import KeepAlive, RetryPolicy
@@ -253,7 +254,7 @@ def test_socket_options_keep_tcp_nodelay_and_add_keepalive() -> None:
 
 def test_configuration_is_validated_in_one_place() -> None:
     """Conflicting keep-alive arguments are refused with a ValueError naming the field."""
-    registry = rstsafe.KeepAliveRegistry(KeepAlive())
+    registry = rstsafe.core.KeepAliveRegistry(KeepAlive())
     with pytest.raises(ValueError, match="keepalive"):
         rstsafe.urllib3.PoolManager(
             keepalive=KeepAlive(max_requests=3), keepalive_registry=registry

@@ -16,7 +16,8 @@ import pytest
 import rstsafe.requests
 from realservers import RealServer, ServerFactory
 from requests_helpers import Outcome, Step, alternating, run_paced
-from rstsafe import KeepAlive, Origin, RetryPolicy, TTLSource
+from rstsafe import KeepAlive, RetryPolicy
+from rstsafe.core import Origin, TTLSource
 
 pytestmark = pytest.mark.realserver
 

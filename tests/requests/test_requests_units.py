@@ -20,14 +20,12 @@ from rstsafe import (
     Failure,
     FailureKind,
     KeepAlive,
-    Origin,
-    OriginKeepAlive,
     RequestMaybeSentError,
     RequestNotSentError,
-    RetryHistory,
 )
 from rstsafe._core.attempts import ConnectionLife
 from rstsafe._core.clock import ManualClock
+from rstsafe.core import Origin, OriginKeepAlive, RetryHistory
 from rstsafe.requests._adapter import _translate
 from rstsafe.urllib3._pools import _PoolLocal, _PoolShared
 

@@ -14,7 +14,9 @@ from collections.abc import Callable, Iterator
 import pytest
 
 import rstsafe
-from rstsafe import DiscardReason, Liveness, PoolConfig, probe_liveness
+import rstsafe.sockets
+from rstsafe import PoolConfig
+from rstsafe.sockets import DiscardReason, Liveness, probe_liveness
 from rstsafe.testing import AcceptQueueOverflow, MisbehavingServer, NetworkNamespace
 
 from .helpers import PATIENCE, PongServer, read_to_end, resp_command, resp_ping
@@ -161,7 +163,11 @@ def test_an_overflowing_server_alone_gives_a_clear_error() -> None:
         targets = Targets(server, None, plain_connection)
         config = PoolConfig(heartbeat_timeout=0.3, close_timeout=0.0, max_connect_attempts=3)
         pool = rstsafe.Pool(targets.connect, heartbeat=targets.heartbeat, config=config)
-        with pool, pytest.raises(rstsafe.NoHealthyConnectionError) as info, pool.connection():
+        with (
+            pool,
+            pytest.raises(rstsafe.sockets.NoHealthyConnectionError) as info,
+            pool.connection(),
+        ):
             pass
     failures = info.value.failures
     assert len(failures) == 3
@@ -229,7 +235,7 @@ def test_a_server_that_stops_reading_early(graceful: bool) -> None:
                 received += server_side.recv(1000 - len(received))
             wait_for_liveness(server_side, Liveness.UNREAD_DATA)  # the rest has arrived, unread
             server_side.sendall(EARLY_RESPONSE)
-            results: list[rstsafe.CloseResult] = []
+            results: list[rstsafe.sockets.CloseResult] = []
             if graceful:
                 closer = threading.Thread(
                     target=lambda: results.append(rstsafe.graceful_close(server_side))
@@ -242,7 +248,7 @@ def test_a_server_that_stops_reading_early(graceful: bool) -> None:
             closer.join()
     if graceful:
         assert (data, error) == (EARLY_RESPONSE, None)  # the response, then a clean EOF
-        assert results[0].outcome is rstsafe.CloseOutcome.EOF
+        assert results[0].outcome is rstsafe.sockets.CloseOutcome.EOF
         assert results[0].drained_bytes == len(REQUEST) - 1000
     else:
         assert isinstance(error, ConnectionResetError)  # the unread bytes turned close into RST

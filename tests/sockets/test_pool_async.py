@@ -11,8 +11,10 @@ from dataclasses import dataclass
 import pytest
 
 import rstsafe
-from rstsafe import AsyncPool, DiscardReason, PoolConfig
+import rstsafe.sockets
+from rstsafe import AsyncPool, PoolConfig
 from rstsafe._core.clock import ManualClock
+from rstsafe.sockets import DiscardReason
 
 from .helpers import PATIENCE, PING, PONG, PongServer, loopback_listener
 
@@ -84,7 +86,7 @@ def test_async_pool_replaces_a_connection_the_server_closed(pong_server: PongSer
     clock = ManualClock()
     made: list[Stream] = []
 
-    async def main() -> rstsafe.PoolCounters:
+    async def main() -> rstsafe.sockets.PoolCounters:
         pool = AsyncPool(connector(pong_server.address, made), heartbeat=ping, clock=clock)
         try:
             async with pool.connection():
@@ -113,10 +115,12 @@ def test_async_heartbeat_is_cancelled_after_the_timeout() -> None:
         async with AsyncPool(
             connector(listener.getsockname(), made), heartbeat=ping, config=config
         ) as pool:
-            with pytest.raises(rstsafe.NoHealthyConnectionError) as info:
+            with pytest.raises(rstsafe.sockets.NoHealthyConnectionError) as info:
                 async with pool.connection():
                     pass
-            assert [type(f) for f in info.value.failures] == [rstsafe.HeartbeatTimeoutError] * 2
+            assert [type(f) for f in info.value.failures] == [
+                rstsafe.sockets.HeartbeatTimeoutError
+            ] * 2
 
     try:
         asyncio.run(main())
@@ -130,7 +134,7 @@ def test_async_errors_and_cancellation_discard_the_connection(pong_server: PongS
     """A connection error or a cancellation inside the block discards the connection."""
     made: list[Stream] = []
 
-    async def main() -> rstsafe.PoolCounters:
+    async def main() -> rstsafe.sockets.PoolCounters:
         async with AsyncPool(connector(pong_server.address, made), heartbeat=ping) as pool:
             with pytest.raises(ConnectionResetError):
                 async with pool.connection():
@@ -162,7 +166,7 @@ def test_async_exhausted_pool_times_out_and_a_waiter_is_woken(pong_server: PongS
         config = PoolConfig(max_size=1, wait_timeout=0.2)
         pool = AsyncPool(connector(pong_server.address, made), config=config)
         async with pool, pool.connection():
-            with pytest.raises(rstsafe.PoolTimeoutError):
+            with pytest.raises(rstsafe.sockets.PoolTimeoutError):
                 async with pool.connection():
                     pass
         # An hour: without the wake-up the waiter would outlive the 60 s test timeout.
@@ -206,7 +210,7 @@ def test_async_background_heartbeat_runs_and_stops_with_the_pool(pong_server: Po
         assert maintainer is not None
         assert maintainer.done()
         await pool.aclose()  # idempotent
-        with pytest.raises(rstsafe.PoolClosedError):
+        with pytest.raises(rstsafe.sockets.PoolClosedError):
             async with pool.connection():
                 pass
 
@@ -235,7 +239,7 @@ def test_cancelling_a_waiting_borrower_leaves_the_pool_consistent(pong_server: P
     """A borrower cancelled while it waits for a slot takes nothing with it."""
     made: list[Stream] = []
 
-    async def main() -> rstsafe.PoolCounters:
+    async def main() -> rstsafe.sockets.PoolCounters:
         config = PoolConfig(max_size=1, wait_timeout=PATIENCE)
         async with AsyncPool(connector(pong_server.address, made), config=config) as pool:
             async with pool.connection() as held:

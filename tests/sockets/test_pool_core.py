@@ -12,8 +12,10 @@ from typing import Any
 import pytest
 
 import rstsafe
-from rstsafe import DiscardReason, Pool, PoolConfig
+import rstsafe.sockets
+from rstsafe import Pool, PoolConfig
 from rstsafe._core.clock import ManualClock
+from rstsafe.sockets import DiscardReason
 from rstsafe.sockets._pool import expiry_reason, needs_validation
 
 from .helpers import PATIENCE, PongServer, loopback_listener, resp_ping
@@ -228,7 +230,7 @@ def test_new_connections_that_all_fail_the_heartbeat_give_a_clear_error(
     """C4: every new connection fails its heartbeat: NoHealthyConnectionError with each failure."""
     service.new_ones_healthy = False
     pool = make_pool(max_connect_attempts=3)
-    expected = pytest.raises(rstsafe.NoHealthyConnectionError, match="3 new connection")
+    expected = pytest.raises(rstsafe.sockets.NoHealthyConnectionError, match="3 new connection")
     with expected as info, pool.connection():
         pass
     assert len(info.value.failures) == 3
@@ -242,7 +244,9 @@ def test_connect_errors_are_retried_then_reported(make_pool: MakePool, service: 
     """A factory that keeps failing: bounded attempts, counted, and the error says why."""
     service.refuse = True
     pool = make_pool(max_connect_attempts=2)
-    expected = pytest.raises(rstsafe.NoHealthyConnectionError, match="ConnectionRefusedError")
+    expected = pytest.raises(
+        rstsafe.sockets.NoHealthyConnectionError, match="ConnectionRefusedError"
+    )
     with expected, pool.connection():
         pass
     assert pool.counters.connect_failed == 2
@@ -255,9 +259,9 @@ def test_a_slow_heartbeat_counts_as_failed(
     """A heartbeat that returns after heartbeat_timeout fails, even if it did not raise."""
     service.heartbeat_cost = 3.0
     pool = make_pool(heartbeat_timeout=2.0, max_connect_attempts=1)
-    with pytest.raises(rstsafe.NoHealthyConnectionError) as info, pool.connection():
+    with pytest.raises(rstsafe.sockets.NoHealthyConnectionError) as info, pool.connection():
         pass
-    assert isinstance(info.value.failures[0], rstsafe.HeartbeatTimeoutError)
+    assert isinstance(info.value.failures[0], rstsafe.sockets.HeartbeatTimeoutError)
 
 
 def test_validate_new_off_hands_out_new_connections_unchecked(
@@ -395,7 +399,9 @@ def test_an_interrupt_during_the_heartbeat_frees_the_slot(service: Service) -> N
 def test_an_exhausted_pool_times_out_with_a_clear_error(service: Service) -> None:
     """max_size connections in use: the next borrow waits wait_timeout, then says why."""
     config = PoolConfig(max_size=1, wait_timeout=0.2)
-    exhausted = pytest.raises(rstsafe.PoolTimeoutError, match="all 1 connections stayed in use")
+    exhausted = pytest.raises(
+        rstsafe.sockets.PoolTimeoutError, match="all 1 connections stayed in use"
+    )
     pool = Pool(service.connect, config=config)
     with pool, pool.connection(), exhausted, pool.connection():  # the 2nd borrow fails
         pass
@@ -471,7 +477,7 @@ def test_close_closes_idle_and_later_returned_connections(make_pool: MakePool) -
     assert is_closed(borrowed)
     assert pool.counters.discarded[DiscardReason.POOL_CLOSED] == 2
     assert pool.closed
-    with pytest.raises(rstsafe.PoolClosedError), pool.connection():
+    with pytest.raises(rstsafe.sockets.PoolClosedError), pool.connection():
         pass
     pool.close()
 
@@ -565,7 +571,7 @@ def test_a_silent_server_fails_the_heartbeat_by_timeout() -> None:
         config = PoolConfig(heartbeat_timeout=0.2, max_connect_attempts=2, close_timeout=0.0)
         connect = lambda: socket.create_connection(listener.getsockname(), timeout=PATIENCE)  # noqa: E731
         with Pool(connect, heartbeat=resp_ping, config=config) as pool:
-            with pytest.raises(rstsafe.NoHealthyConnectionError) as info, pool.connection():
+            with pytest.raises(rstsafe.sockets.NoHealthyConnectionError) as info, pool.connection():
                 pass
             assert all(isinstance(f, TimeoutError) for f in info.value.failures)
     finally:
@@ -575,11 +581,11 @@ def test_a_silent_server_fails_the_heartbeat_by_timeout() -> None:
 def test_pool_errors_are_rstsafe_errors() -> None:
     """`except rstsafe.RstsafeError` catches the pool's errors; a slow heartbeat is a timeout."""
     for error in (
-        rstsafe.PoolTimeoutError,
-        rstsafe.PoolClosedError,
-        rstsafe.NoHealthyConnectionError,
-        rstsafe.HeartbeatTimeoutError,
+        rstsafe.sockets.PoolTimeoutError,
+        rstsafe.sockets.PoolClosedError,
+        rstsafe.sockets.NoHealthyConnectionError,
+        rstsafe.sockets.HeartbeatTimeoutError,
     ):
-        assert issubclass(error, rstsafe.PoolError)
+        assert issubclass(error, rstsafe.sockets.PoolError)
         assert issubclass(error, rstsafe.RstsafeError)
-    assert issubclass(rstsafe.HeartbeatTimeoutError, TimeoutError)
+    assert issubclass(rstsafe.sockets.HeartbeatTimeoutError, TimeoutError)

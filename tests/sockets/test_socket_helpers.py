@@ -13,6 +13,7 @@ from typing import cast
 import pytest
 
 import rstsafe
+import rstsafe.sockets
 from rstsafe.sockets._helpers import (
     CloseOutcome,
     Liveness,
@@ -48,7 +49,7 @@ def test_graceful_close_returns_eof_and_the_peer_reads_eof(tcp_pair: Pair) -> No
     """graceful_close sends FIN: the peer reads EOF, closes, and we report EOF."""
     client, server_side = tcp_pair()
     closer = threading.Thread(target=lambda: results.append(graceful_close(server_side)))
-    results: list[rstsafe.CloseResult] = []
+    results: list[rstsafe.sockets.CloseResult] = []
     closer.start()
     assert read_to_end(client) == (b"", None)
     client.close()
@@ -64,7 +65,7 @@ def test_graceful_close_drains_unread_data_on_a_non_blocking_socket(tcp_pair: Pa
     client.sendall(b"x" * 3000)
     server_side.setblocking(False)
     closer = threading.Thread(target=lambda: results.append(graceful_close(server_side)))
-    results: list[rstsafe.CloseResult] = []
+    results: list[rstsafe.sockets.CloseResult] = []
     closer.start()
     assert read_to_end(client) == (b"", None)  # FIN, not RST
     client.close()
@@ -97,7 +98,7 @@ def test_graceful_close_reports_a_reset_while_draining(tcp_pair: Pair) -> None:
     """A peer that resets while we drain: RESET, and the socket is closed."""
     client, server_side = tcp_pair()
     closer = threading.Thread(target=lambda: results.append(graceful_close(server_side)))
-    results: list[rstsafe.CloseResult] = []
+    results: list[rstsafe.sockets.CloseResult] = []
     closer.start()
     wait_readable(client)  # our FIN arrived: graceful_close is draining now
     abortive_close(client)

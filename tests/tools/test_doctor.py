@@ -1,4 +1,4 @@
-"""rstsafe.doctor: parsing /proc samples, and real counters moving in a namespace of our own."""
+"""rstsafe.tools.doctor: parsing /proc samples, and real counters moving in our own namespace."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import rstsafe
+import rstsafe.tools
 from rstsafe._cli.doctor import format_report
 from rstsafe.testing import NetworkNamespace
 from rstsafe.testing._fixtures import NamespaceFactory
@@ -182,7 +183,7 @@ def test_every_counter_names_a_meaning() -> None:
 
 def test_host_doctor_reads_this_machine() -> None:
     """On Linux the host's counters and sysctls are read and the text report renders."""
-    report = rstsafe.doctor(interval=0.0)
+    report = rstsafe.tools.doctor(interval=0.0)
     assert report.counters
     assert report.sysctls["net.core.somaxconn"] is not None
     text = format_report(report, all_listeners=True)
@@ -193,7 +194,7 @@ def test_host_doctor_reads_this_machine() -> None:
 def test_other_platforms_say_what_cannot_be_read(monkeypatch: pytest.MonkeyPatch) -> None:
     """Off Linux, doctor reads nothing and says plainly why (the text report too)."""
     monkeypatch.setattr(sys, "platform", "darwin")
-    report = rstsafe.doctor(interval=5.0)
+    report = rstsafe.tools.doctor(interval=5.0)
     assert report.counters == ()
     assert report.interval == 0.0
     (reason,) = report.unavailable
@@ -318,7 +319,7 @@ def test_accept_overflow_moves_listen_overflows(network_namespace: NamespaceFact
             calls.append(seconds)
             _overflow_accept_queue(ns, listener, 8)
 
-        report = rstsafe.doctor(interval=0.25, source=ns, sleep=sleep)
+        report = rstsafe.tools.doctor(interval=0.25, source=ns, sleep=sleep)
         assert calls == [0.25]
         assert report.delta("TcpExt.ListenOverflows") >= 1
         assert any(a.startswith("C4: TcpExt.ListenOverflows") for a in report.advice)
@@ -332,7 +333,7 @@ def test_accept_overflow_moves_listen_overflows(network_namespace: NamespaceFact
 def test_namespace_sysctls_are_reported(network_namespace: NamespaceFactory) -> None:
     """tcp_abort_on_overflow set in our namespace is read from it and explained (C4)."""
     ns = network_namespace(sysctls={"net.ipv4.tcp_abort_on_overflow": "1"})
-    report = rstsafe.doctor(interval=0.0, source=ns)
+    report = rstsafe.tools.doctor(interval=0.0, source=ns)
     assert report.sysctls["net.ipv4.tcp_abort_on_overflow"] == "1"
     assert any(a.startswith("C4: net.ipv4.tcp_abort_on_overflow=1") for a in report.advice)
 

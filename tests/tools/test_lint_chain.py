@@ -15,7 +15,9 @@ from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 import rstsafe
-from rstsafe import Hop, HopKind, Severity, lint
+import rstsafe.core
+import rstsafe.tools
+from rstsafe.tools import Hop, HopKind, Severity, lint
 from rstsafe.tools._lint import recommended_ttl
 from rstsafe.tools._lint._chain import check_chain
 from rstsafe.tools._lint._topology import CLIENT_PRESETS, HOP_PRESETS, hop_from_preset
@@ -181,7 +183,7 @@ def test_httpx_client_expiry_read_from_the_pool() -> None:
         assert codes(lint(unbounded, upstream="nginx").findings) == ["RST001"]
 
 
-async def _async_client_report() -> rstsafe.LintReport:
+async def _async_client_report() -> rstsafe.tools.LintReport:
     async with httpx.AsyncClient(limits=httpx.Limits(keepalive_expiry=90.0)) as client_:
         return lint(client_, upstream="nginx")
 
@@ -208,7 +210,7 @@ def test_rstsafe_clients_by_duck_typing() -> None:
     # The default max lifetime (300 s) keeps even a long TTL below a NAT gateway's 350 s.
     lifetime_capped = _RstsafeLike(rstsafe.KeepAlive(server_keepalive=600.0))
     assert lint(lifetime_capped, upstream=["aws-nat-gateway", 600.0]).findings == ()
-    registry = _RstsafeLike(rstsafe.KeepAliveRegistry(rstsafe.KeepAlive()))
+    registry = _RstsafeLike(rstsafe.core.KeepAliveRegistry(rstsafe.KeepAlive()))
     assert lint(registry, upstream="nginx").findings == ()
     assert lint(registry, upstream="nginx").hops[0].detail == "rstsafe keep-alive policy"
 

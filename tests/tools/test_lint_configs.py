@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rstsafe import HopKind, LintInputError, lint
+from rstsafe.tools import HopKind, LintInputError, lint
 from rstsafe.tools._lint._configs import (
     _nginx_parse,
     parse_duration_haproxy,

@@ -1,6 +1,6 @@
 """Hostile input for lint: every file ends in a LintReport or a LintInputError, fast.
 
-Each case of issue #16 (and its relatives) has a test here, through :func:`rstsafe.lint`
+Each case of issue #16 (and its relatives) has a test here, through :func:`rstsafe.tools.lint`
 and through ``rstsafe lint`` (exit 2, one line on stderr); property tests feed random
 text and bytes to every reader. pytest-timeout guards each test: a hang fails it.
 """
@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rstsafe import LintInputError, LintReport, lint
+from rstsafe.tools import LintInputError, LintReport, lint
 from rstsafe.tools._lint import MAX_DEPTH, MAX_FILES, render
 from rstsafe.tools._lint._configs import (
     MAX_COMMAND_LINE,

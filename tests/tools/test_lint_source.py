@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rstsafe import LintInputError, Severity
+from rstsafe.tools import LintInputError, Severity
 from rstsafe.tools._lint._source import iter_python_files, scan_source
 
 

@@ -1,4 +1,4 @@
-"""rstsafe.probe against real servers: each configured idle timeout found within 10 %."""
+"""rstsafe.tools.probe against real servers: each configured idle timeout found within 10 %."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from collections.abc import Callable, Sequence
 import pytest
 
 import rstsafe
+import rstsafe.tools
 from realservers import ServerFactory as RealServerFactory
-from rstsafe import IdleCloseKind, ProbeError, ProbeResult, probe
 from rstsafe._cli.probe import _ProgressBar
 from rstsafe.testing import (
     AbortiveClose,
@@ -23,6 +23,7 @@ from rstsafe.testing import (
     IdleDrop,
 )
 from rstsafe.testing._fixtures import ServerFactory
+from rstsafe.tools import IdleCloseKind, ProbeError, ProbeResult, probe
 
 RunCli = Callable[[Sequence[str]], tuple[int, str, str]]
 

@@ -195,7 +195,8 @@ class RequestAttempts:
 
     Args:
         policy: The retry policy.
-        replay: Whether the request may be sent again (:func:`rstsafe.replayability`).
+        replay: Whether the request may be sent again
+            ([`rstsafe.replayability`][rstsafe.replayability]).
         keepalive: The origin's keep-alive state, taught by every attempt; None to skip.
         rng: Random generator for backoff jitter (seed it in tests).
         clock: Monotonic clock for the policy's ``timeout`` (a ManualClock in tests).

@@ -552,7 +552,7 @@ def classify(exc: BaseException, *, facts: ConnectionFacts | None = None) -> Fai
         facts: What the adapter knows about the connection and this attempt.
 
     Returns:
-        A frozen :class:`Failure`. Never raises.
+        A frozen [`Failure`][rstsafe.Failure]. Never raises.
     """
     table = _table()
     explicit = _chain(exc, context=False)

@@ -24,7 +24,7 @@ class Clock(Protocol):
 
 
 class MonotonicClock:
-    """The real clock: :func:`time.monotonic`, which never goes backwards."""
+    """The real clock: `time.monotonic`, which never goes backwards."""
 
     __slots__ = ()
 

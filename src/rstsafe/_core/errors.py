@@ -9,7 +9,7 @@ received the request?
 
 Builtins (``ConnectionError``, ``TimeoutError``) are not shadowed. Each error carries
 the last :class:`~rstsafe.Failure` (kind, delivery, connection facts) and the
-:class:`~rstsafe.RetryHistory` of every attempt.
+:class:`~rstsafe.core.RetryHistory` of every attempt.
 
 Adapters combine these with their library's own exception so that existing ``except``
 clauses keep working::
@@ -31,6 +31,7 @@ the failure's delivery.
 from __future__ import annotations
 
 import dataclasses
+import pickle
 from typing import Any, ClassVar
 
 from rstsafe._core.classify import Delivery, Failure, FailureKind
@@ -136,6 +137,15 @@ def _picklable_history(history: RetryHistory) -> RetryHistory:
     )
 
 
+def _picklable(value: Any) -> Any:
+    """``value`` if it pickles, else None (a host exception holding a socket or a pool)."""
+    try:
+        pickle.dumps(value)
+    except Exception:
+        return None
+    return value
+
+
 def _restore(cls: type[RstsafeError], args: tuple[Any, ...], state: dict[str, Any]) -> Any:
     """Unpickle an rstsafe error: the host's ``args`` as they were, then the attributes."""
     error = cls.__new__(cls, *args)
@@ -159,7 +169,8 @@ class RstsafeError(Exception):
 
     Every rstsafe error pickles with its facts (``failure`` without the exception object it
     was classified from, ``history``, ``message`` and the host's ``args``); attributes named
-    in ``_unpicklable`` (urllib3's ``pool``) become None, as urllib3 does for its own errors.
+    in ``_unpicklable`` (urllib3's ``pool``) become None, as urllib3 does for its own errors,
+    and so does any other attribute that does not pickle.
 
     Attributes:
         message: The human-readable message (rstsafe's explanation).
@@ -184,7 +195,8 @@ class RstsafeError(Exception):
         """Create the error; extra arguments go to the next class in the MRO.
 
         Args:
-            message: The message; built with :func:`describe_failure` when None.
+            message: The message; built with [`describe_failure`][rstsafe.core.describe_failure]
+                when None.
             *args: Passed on after the message (for mixins with library exceptions).
             failure: The last failure.
             history: Every attempt made.
@@ -236,7 +248,10 @@ class RstsafeError(Exception):
 
     def __str__(self) -> str:
         if self.__dict__.get("_host_args"):
-            return f"{super().__str__()} [rstsafe: {self.message}]"
+            text = super().__str__()
+            if self.args and isinstance(self.args[0], RstsafeError):
+                return text  # the wrapped rstsafe error's text already says it
+            return f"{text} [rstsafe: {self.message}]"
         return self.message
 
     def __reduce__(self) -> tuple[Any, ...]:
@@ -247,6 +262,9 @@ class RstsafeError(Exception):
         for name in self._unpicklable:
             if name in state:
                 state[name] = None
+        # What the host attached may not pickle on every version (urllib3 2.0's
+        # NewConnectionError keeps its connection): such a value is dropped, not the error.
+        state = {name: _picklable(value) for name, value in state.items()}
         return (_restore, (type(self), self.args, state))
 
 
@@ -278,7 +296,7 @@ def error_for(
         failure: The last failure.
         history: Every attempt.
         keepalive: A keep-alive summary for the message.
-        message: The message (default: :func:`describe_failure`).
+        message: The message (default: [`describe_failure`][rstsafe.core.describe_failure]).
         not_sent_cls: The class for ``NOT_SENT`` failures.
         maybe_sent_cls: The class for ``MAYBE_SENT`` failures.
         **kwargs: Passed to the class (e.g. ``request=``).

@@ -75,7 +75,8 @@ class BodyInfo:
 
     @property
     def replayable(self) -> bool:
-        """True when the body can be sent again (after :func:`rewind_body` if seekable)."""
+        """True when the body can be sent again (after [`rewind_body`][rstsafe.core.rewind_body] if
+        seekable)."""
         return self.kind in (BodyKind.NONE, BodyKind.BYTES, BodyKind.SEEKABLE)
 
 
@@ -110,7 +111,7 @@ def describe_body(body: object) -> BodyInfo:
         body: The body as the user passed it.
 
     Returns:
-        The body's :class:`BodyInfo`.
+        The body's [`BodyInfo`][rstsafe.core.BodyInfo].
     """
     if body is None:
         return NO_BODY
@@ -137,7 +138,8 @@ def rewind_body(body: object, info: BodyInfo) -> None:
     """Rewind a ``SEEKABLE`` body to where it started, before sending it again.
 
     Args:
-        body: The body object that :func:`describe_body` described as ``info``.
+        body: The body object that [`describe_body`][rstsafe.core.describe_body] described as
+            ``info``.
         info: Its description.
 
     Raises:
@@ -262,12 +264,15 @@ def replayability(
         headers: A mapping (``dict``, ``requests``' or ``httpx``' headers, urllib3's
             ``HTTPHeaderDict``) or an iterable of ``(name, value)`` pairs, ``str`` or
             ``bytes``.
-        body: Either a :class:`BodyInfo`, or the body object itself (described with
-            :func:`describe_body`; do this before the first attempt for files).
+        body: Either a [`BodyInfo`][rstsafe.core.BodyInfo], or the body object itself (described
+            with
+            [`describe_body`][rstsafe.core.describe_body]; do this before the first attempt for
+            files).
         rules: Which methods and headers count as idempotent.
 
     Returns:
-        A :class:`Replayability`; ``replayable`` is True only when both the method
+        A [`Replayability`][rstsafe.core.Replayability]; ``replayable`` is True only when both the
+        method
         (or an idempotency key) and the body allow a resend.
     """
     upper = method.strip().upper()

@@ -110,6 +110,11 @@ SAME_COUNT_CLOSES = 2
 # origin closing every connection does not grow it).
 CLOSE_HISTORY = 16
 
+# Safe send: an idle that a reuse survived is proven safe to wait again, less this
+# fraction for the variance of the request's way to the server (a few ms on a LAN, tens
+# on a WAN; 5 % of a 2 s idle is 100 ms).
+PROOF_MARGIN = 0.05
+
 # Keep-Alive header values beyond these are hostile or nonsense and ignored.
 MAX_HEADER_TIMEOUT = 86_400.0  # one day
 MAX_HEADER_MAX = 1_000_000_000
@@ -167,10 +172,12 @@ class KeepAlive:
         use_header: Honour the ``Keep-Alive`` response header.
         probe: Let requests that are retried transparently when stale (idempotent, with
             a replayable body) reuse a connection past the TTL, when no timeout is
-            configured or announced (see :meth:`OriginKeepAlive.probe_limit`).
+            configured or announced (see
+            [`OriginKeepAlive.probe_limit`][rstsafe.core.OriginKeepAlive.probe_limit]).
         witness: When no timeout is configured or announced, keep one expired idle
             connection per origin open, unused, to watch how long the server keeps it
-            (see :meth:`OriginKeepAlive.offer_witness`): what proves requests that
+            (see [`OriginKeepAlive.offer_witness`][rstsafe.core.OriginKeepAlive.offer_witness]):
+            what proves requests that
             cannot be retried safe to reuse. One more socket per origin, at most.
     """
 
@@ -268,7 +275,7 @@ def parse_keep_alive(value: str | bytes | None) -> KeepAliveHeader:
         value: The header value (``str`` or ``bytes``; several headers joined by commas).
 
     Returns:
-        A :class:`KeepAliveHeader`.
+        A [`KeepAliveHeader`][rstsafe.core.KeepAliveHeader].
     """
     try:
         if value is None:
@@ -369,7 +376,7 @@ class OriginKeepAlive:
 
     A learned TTL only shortens a configured or announced one. It lengthens the
     default only up to the proven TTL: with no close seen, the TTL is
-    ``max(default, proven)``. Probes (:meth:`probe_limit`) and idle connections seen
+    ``max(default, proven)``. Probes (`probe_limit`) and idle connections seen
     open are how the proven idle grows past the default.
 
     Not every close is an idle timeout, and reading one as such would turn reuse off
@@ -383,7 +390,7 @@ class OriginKeepAlive:
       the other are not a burst);
     * it is one of ``SAME_COUNT_CLOSES`` closes after the same number of requests, each
       after an idle that was kept before (a per-connection request limit: learned as
-      :attr:`learned_max_requests` instead);
+      `learned_max_requests` instead);
     * it came after less idle than a reuse survived: noise (a crash) unless a second
       such close follows, which means the server now closes sooner.
 
@@ -578,7 +585,7 @@ class OriginKeepAlive:
         Call it for a *reused* connection that failed as stale (reset, closed without
         response, broken pipe before any response byte); not for failures of fresh
         connections. For a close found by a liveness check, see
-        :meth:`observe_closed_idle`.
+        `observe_closed_idle`.
 
         Args:
             idle_seconds: How long the connection had been idle.
@@ -722,7 +729,7 @@ class OriginKeepAlive:
         """Offer an idle connection that is being discarded while still open; True: kept.
 
         Requests that cannot be retried reuse a connection only below the idle proven
-        kept (:meth:`safe_idle`), and steady traffic of them never proves more than its
+        kept (`safe_idle`), and steady traffic of them never proves more than its
         own pace: every connection it discards is seen open at that pace, no longer. A
         witness is one such connection kept open and unused (one per origin at most),
         so that it is seen open at twice, three times the pace (proving a longer idle)
@@ -732,11 +739,11 @@ class OriginKeepAlive:
         Kept only when ``KeepAlive.witness`` and ``learn`` are on, no timeout is
         configured or announced, and no witness is held. The adapter then keeps the
         socket open (the host library must not close it) and reports on it with
-        :meth:`check_witness`; ``close`` closes it, called once, by whoever releases it.
+        `check_witness`; ``close`` closes it, called once, by whoever releases it.
 
         Args:
             handle: The adapter's handle on the connection (a socket), passed back to
-                the ``is_open`` of :meth:`check_witness`.
+                the ``is_open`` of `check_witness`.
             last_used_at: When its last response was read (the clock's seconds).
             created_at: When it was established.
             close: Closes it gracefully.
@@ -761,8 +768,8 @@ class OriginKeepAlive:
 
         ``is_open(handle)`` answers whether the connection is still open (no FIN, not
         readable); it is called outside the lock. Seen open after *t* seconds idle: the
-        server keeps connections at least about *t* (:meth:`observe_open`). Closed: an
-        upper bound (:meth:`observe_closed_idle`), and the witness is released. It is
+        server keeps connections at least about *t* (`observe_open`). Closed: an
+        upper bound (`observe_closed_idle`), and the witness is released. It is
         also released once a timeout is announced or it is past its max lifetime.
         """
         witness = self._witness
@@ -826,7 +833,7 @@ class OriginKeepAlive:
         """Record that a liveness check found an idle connection closed by the server.
 
         The server closed it at most ``idle_seconds`` after its last response: an upper
-        bound, as for :meth:`observe_stale`, unless a reuse survived at least as long or
+        bound, as for `observe_stale`, unless a reuse survived at least as long or
         it is one of a burst (then it was closed for another reason, e.g. a restart
         closing every idle connection at once, and it teaches nothing).
         """
@@ -836,8 +843,9 @@ class OriginKeepAlive:
         """Learn from one attempt on a reused connection; ignores fresh connections.
 
         A success (``failure`` None) after ``facts.idle_seconds`` is a lower bound; a
-        stale failure (:attr:`Failure.stale`) is an upper bound (with the request count,
-        see :meth:`observe_stale`); other failures teach nothing.
+        stale failure ([`Failure.stale`][rstsafe.Failure.stale]) is an upper bound (with the request
+        count,
+        see `observe_stale`); other failures teach nothing.
 
         Args:
             facts: The connection facts of the attempt.
@@ -943,18 +951,21 @@ class OriginKeepAlive:
         """The idle below which a request that cannot be retried may reuse; under the lock.
 
         A claimed timeout (configured or announced) is followed as for every request.
-        Otherwise the idle must be below what is proven kept (a reuse that survived, a
-        connection seen open), less the margin; with nothing proven, below the floor
-        under which no idle timeout is believed (``MIN_IDLE_EVIDENCE_FRACTION`` of the
-        default TTL), where no server closes.
+        Otherwise the idle must be below what is proven kept, less a margin: a reuse
+        that survived *t* proves the server kept the connection longer than *t* plus the
+        request's way there, so ``PROOF_MARGIN`` (5 %) covers the variance of that way;
+        a connection seen open at *t* proves less (its FIN may be on its way) and counts
+        for ``(1 - margin_fraction)`` of *t*. With nothing proven, below the floor under
+        which no idle timeout is believed (``MIN_IDLE_EVIDENCE_FRACTION`` of the default
+        TTL). Never above the TTL.
         """
         config = self._config
         if config.server_keepalive is not None or self._header_timeout is not None:
             return ttl
         floor = config.default_idle_ttl * MIN_IDLE_EVIDENCE_FRACTION
-        survived = 0.0 if self._lower is None else config.ttl_below(self._lower)
+        survived = 0.0 if self._lower is None else self._lower * (1.0 - PROOF_MARGIN)
         seen_open = self._seen_open() or 0.0
-        return min(max(floor, survived, config.ttl_below(seen_open)), ttl)
+        return min(max(floor, survived, seen_open), ttl)
 
     def idle_ttl(self) -> IdleTTL:
         """The idle TTL to apply now (margin and jitter included), and its source."""
@@ -964,7 +975,7 @@ class OriginKeepAlive:
         """The idle TTL for a connection whose jitter draw (in [0, 1)) is ``draw``.
 
         No side effect: a connection draws once, when it is returned idle
-        (:class:`rstsafe._core.attempts.ConnectionLife`), so that checking it many times
+        (`rstsafe._core.attempts.ConnectionLife`), so that checking it many times
         gives one answer.
         """
         with self._lock:
@@ -997,7 +1008,7 @@ class OriginKeepAlive:
         Probing happens only when no timeout is configured or announced (a claim is
         followed as is), up to ``PROBE_REACH`` (2) times the largest of the TTL, the
         largest idle a reuse survived, and the largest idle a connection was seen still
-        open (:meth:`observe_open`), and below any idle seen to fail.
+        open (`observe_open`), and below any idle seen to fail.
 
         Returns:
             The limit in seconds (idle must be below it), or None when probing is off
@@ -1041,12 +1052,12 @@ class OriginKeepAlive:
             requests_remaining: The header's ``max=`` from its last response, if any.
             probe: The connection is for a request that may probe (retried at once,
                 transparently, if stale): an idle past the TTL but below
-                :meth:`probe_limit` is allowed. A callable is asked only when the idle
+                `probe_limit` is allowed. A callable is asked only when the idle
                 is past the TTL (working out a request's replayability costs more than
                 the rest of this check).
             retryable: Whether the request would be retried at once if the connection
                 turned out stale. False (or a callable answering False) applies the
-                safe-send rule (:meth:`safe_idle`); None: not known, the rule is not
+                safe-send rule (`safe_idle`); None: not known, the rule is not
                 applied. A callable is asked only when the idle is past the safe idle.
             ttl_draw: The connection's jitter draw for its idle TTL, in [0, 1); None
                 draws one now (a side effect: connections pass their own).
@@ -1169,7 +1180,8 @@ DEFAULT_MAX_ORIGINS = 1024
 
 
 class KeepAliveRegistry:
-    """Per-origin :class:`OriginKeepAlive` states sharing one configuration; thread safe.
+    """Per-origin [`OriginKeepAlive`][rstsafe.core.OriginKeepAlive] states sharing one
+    configuration; thread safe.
 
     One registry per pool (or per client): adapters look the state up by origin for
     every connection they open or reuse. Bounded: beyond ``max_origins`` the least

@@ -2,7 +2,7 @@
 
 One pure decision core for sync and async drivers: :meth:`RetryPolicy.decide` (for a
 failed attempt) and :meth:`RetryPolicy.decide_status` (for a 429/503 response) take a
-:class:`~rstsafe.Failure`, the request's :class:`~rstsafe.Replayability` and the
+:class:`~rstsafe.Failure`, the request's :class:`~rstsafe.core.Replayability` and the
 :class:`RetryHistory` so far, and return a :class:`RetryDecision`. The driver loop is
 the adapter's: send, classify, decide, record, sleep or raise.
 
@@ -268,7 +268,8 @@ class RetryPolicy:
             driver to pass ``elapsed``.
         rules: Which requests are idempotent (used by the tenacity helpers).
         budget: The per-origin retry budget every retry but the first immediate retry
-            after a stale reused connection draws from (:class:`rstsafe.RetryBudget`:
+            after a stale reused connection draws from
+            ([`rstsafe.RetryBudget`][rstsafe.RetryBudget]:
             20 % of requests plus 10 per second, over 10 s); None for no budget. Applied
             by the adapters' drivers, which keep one budget state per origin.
     """
@@ -388,8 +389,9 @@ class RetryPolicy:
         """Decide what to do after a failed attempt.
 
         Args:
-            failure: The classified failure (see :func:`rstsafe.classify`).
-            replay: Whether the request may be sent again (see :func:`rstsafe.replayability`).
+            failure: The classified failure (see [`rstsafe.classify`][rstsafe.classify]).
+            replay: Whether the request may be sent again (see
+                [`rstsafe.replayability`][rstsafe.replayability]).
             history: The attempts before this one.
             rng: Random generator for backoff jitter (seed it in tests).
             elapsed: Seconds since the first attempt started, for ``timeout``.
@@ -442,7 +444,7 @@ class RetryPolicy:
         rng: random.Random | None = None,
         elapsed: float | None = None,
     ) -> tuple[RetryDecision, RetryHistory]:
-        """:meth:`decide`, then record the attempt: the one call a driver loop needs.
+        """`decide`, then record the attempt: the one call a driver loop needs.
 
         Returns:
             The decision and the new history (which includes this attempt).
@@ -554,17 +556,20 @@ class RetryPolicy:
         sleep: Callable[[float], None] | None = None,
         rng: random.Random | None = None,
     ) -> tenacity.Retrying:
-        """A :class:`tenacity.Retrying` that retries only what is safe for this request.
+        """A `tenacity.Retrying` that retries only what is safe for this request.
 
         Stops after ``retries + 1`` attempts (or once ``timeout`` has passed), waits this
-        policy's backoff, retries only failures :class:`retry_if_safe` allows, and
+        policy's backoff, retries only failures [`retry_if_safe`][rstsafe.retry_if_safe] allows, and
         re-raises the last exception.
         Stale-connection retries are not special here: user code cannot choose a fresh
         connection, so every retry is charged.
 
         Example:
-            ``for attempt in policy.retrying(method="GET"):``
-            ``    with attempt: response = session.get(url)``
+            ```python
+            for attempt in policy.retrying(method="GET"):
+                with attempt:
+                    response = session.get(url)
+            ```
         """
         kwargs: dict[str, Any] = {}
         if sleep is not None:
@@ -586,7 +591,7 @@ class RetryPolicy:
         sleep: Callable[[float], Awaitable[None]] | None = None,
         rng: random.Random | None = None,
     ) -> tenacity.AsyncRetrying:
-        """The async twin of :meth:`retrying` (:class:`tenacity.AsyncRetrying`)."""
+        """The async twin of `retrying` (`tenacity.AsyncRetrying`)."""
         kwargs: dict[str, Any] = {}
         if sleep is not None:
             kwargs["sleep"] = sleep
@@ -611,15 +616,16 @@ class _PolicyWait(wait_base):
 class retry_if_safe(retry_base):  # lower case, like tenacity's predicates
     """A tenacity retry predicate: true only for failures safe to retry for this request.
 
-    Classifies the attempt's exception (:func:`rstsafe.classify`) and asks
-    :meth:`RetryPolicy.is_safe_to_retry`: a transient failure kind, a replayable body,
+    Classifies the attempt's exception ([`rstsafe.classify`][rstsafe.classify]) and asks
+    [`RetryPolicy.is_safe_to_retry`][rstsafe.RetryPolicy.is_safe_to_retry]: a transient failure
+    kind, a replayable body,
     and either nothing sent or an idempotent request. Results (no exception) are never
     retried.
 
     Args:
         method: The request method.
         headers: The request headers (for idempotency keys).
-        body: The body object or a :class:`~rstsafe.BodyInfo`.
+        body: The body object or a [`BodyInfo`][rstsafe.core.BodyInfo].
         policy: The policy whose ``retry_on`` and ``rules`` apply.
         facts: Connection facts to classify with, when known.
     """

@@ -1,20 +1,23 @@
 """rstsafe for aiohttp: a ``ClientSession`` and a ``TCPConnector`` that survive resets.
 
 ``rstsafe.aiohttp.ClientSession`` takes every ``aiohttp.ClientSession`` argument plus
-``keepalive=`` (:class:`rstsafe.KeepAlive`) and ``retry=`` (:class:`rstsafe.RetryPolicy`,
+``keepalive=`` ([`rstsafe.KeepAlive`][rstsafe.KeepAlive]) and ``retry=``
+([`rstsafe.RetryPolicy`][rstsafe.RetryPolicy],
 ``retries=0``): idle connections are given up before the server's keep-alive runs out,
 per origin, and a request that met a stale reused connection is resent at once on a
 fresh one when that is safe. ``rstsafe.aiohttp.TCPConnector`` is the connector it builds,
 for code that builds its own. Errors rstsafe raises are subclasses of the exact aiohttp
 exception (``NotSentClientOSError`` is an ``aiohttp.ClientOSError``) and of
-:class:`rstsafe.RequestNotSentError` or :class:`rstsafe.RequestMaybeSentError`.
+[`rstsafe.RequestNotSentError`][rstsafe.RequestNotSentError] or
+[`rstsafe.RequestMaybeSentError`][rstsafe.RequestMaybeSentError].
 """
 
 from __future__ import annotations
 
-from rstsafe._compat.aiohttp import HAS_MIDDLEWARES, check
+from rstsafe._compat.aiohttp import HAS_MIDDLEWARES
+from rstsafe._compat.aiohttp import check as _check_host
 
-check()
+_check_host()
 
 from rstsafe.aiohttp._connector import TCPConnector  # noqa: E402 - after the check
 from rstsafe.aiohttp._errors import (  # noqa: E402
@@ -40,9 +43,9 @@ from rstsafe.aiohttp._errors import (  # noqa: E402
 )
 from rstsafe.aiohttp._session import ClientSession  # noqa: E402
 
-#: True when rstsafe's immediate stale-connection retry is available (aiohttp >= 3.12,
-#: client middlewares); with older aiohttp the connector's expiry still applies.
 RETRIES_AVAILABLE = HAS_MIDDLEWARES
+"""True when rstsafe's immediate stale-connection retry is available (aiohttp >= 3.12,
+client middlewares); with older aiohttp the connector's expiry still applies."""
 
 __all__ = (
     "ERROR_CLASSES",

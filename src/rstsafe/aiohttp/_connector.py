@@ -483,7 +483,8 @@ class TCPConnector(aiohttp.TCPConnector):
     * the bytes of every attempt are counted, so a session's middleware can prove that
       a failed request never reached the server.
 
-    With :class:`rstsafe.aiohttp.ClientSession` (which builds one of these when you
+    With [`rstsafe.aiohttp.ClientSession`][rstsafe.aiohttp.ClientSession] (which builds one of these
+    when you
     pass no ``connector=``) requests that met a stale connection are also resent when
     safe, and the ``Keep-Alive`` header is read. Under a plain ``aiohttp.ClientSession``
     the connector still applies the TTL, lifetime and request limits, learning from

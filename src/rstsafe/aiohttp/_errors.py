@@ -107,119 +107,197 @@ class _AiohttpError(RstsafeError):
         )
 
 
-_NOT = "rstsafe gave up on a request that provably never reached the server"
-_MAYBE = "rstsafe gave up on a request the server may have received"
-
-
 class NotSentClientConnectionError(
     _AiohttpError, RequestNotSentError, aiohttp.ClientConnectionError
 ):
-    __doc__ = f"{_NOT}; aiohttp raised ClientConnectionError."
+    """rstsafe gave up on a request that provably never reached the server.
+
+    An ``aiohttp.ClientConnectionError`` and a [`RequestNotSentError`][rstsafe.RequestNotSentError].
+    """
+
     _aiohttp_class = aiohttp.ClientConnectionError
 
 
 class MaybeSentClientConnectionError(
     _AiohttpError, RequestMaybeSentError, aiohttp.ClientConnectionError
 ):
-    __doc__ = f"{_MAYBE}; aiohttp raised ClientConnectionError."
+    """rstsafe gave up on a request the server may have received.
+
+    An ``aiohttp.ClientConnectionError`` and a
+    [`RequestMaybeSentError`][rstsafe.RequestMaybeSentError].
+    """
+
     _aiohttp_class = aiohttp.ClientConnectionError
 
 
 class NotSentClientOSError(_AiohttpError, RequestNotSentError, aiohttp.ClientOSError):
-    __doc__ = f"{_NOT}; aiohttp raised ClientOSError."
+    """rstsafe gave up on a request that provably never reached the server.
+
+    An ``aiohttp.ClientOSError`` and a [`RequestNotSentError`][rstsafe.RequestNotSentError].
+    """
+
     _aiohttp_class = aiohttp.ClientOSError
 
 
 class MaybeSentClientOSError(_AiohttpError, RequestMaybeSentError, aiohttp.ClientOSError):
-    __doc__ = f"{_MAYBE}; aiohttp raised ClientOSError."
+    """rstsafe gave up on a request the server may have received.
+
+    An ``aiohttp.ClientOSError`` and a [`RequestMaybeSentError`][rstsafe.RequestMaybeSentError].
+    """
+
     _aiohttp_class = aiohttp.ClientOSError
 
 
 class NotSentClientConnectionResetError(
     _AiohttpError, RequestNotSentError, aiohttp.ClientConnectionResetError
 ):
-    __doc__ = f"{_NOT}; aiohttp raised ClientConnectionResetError."
+    """rstsafe gave up on a request that provably never reached the server.
+
+    An ``aiohttp.ClientConnectionResetError`` and a
+    [`RequestNotSentError`][rstsafe.RequestNotSentError].
+    """
+
     _aiohttp_class = aiohttp.ClientConnectionResetError
 
 
 class MaybeSentClientConnectionResetError(
     _AiohttpError, RequestMaybeSentError, aiohttp.ClientConnectionResetError
 ):
-    __doc__ = f"{_MAYBE}; aiohttp raised ClientConnectionResetError."
+    """rstsafe gave up on a request the server may have received.
+
+    An ``aiohttp.ClientConnectionResetError`` and a
+    [`RequestMaybeSentError`][rstsafe.RequestMaybeSentError].
+    """
+
     _aiohttp_class = aiohttp.ClientConnectionResetError
 
 
 class NotSentClientConnectorError(_AiohttpError, RequestNotSentError, aiohttp.ClientConnectorError):
-    __doc__ = f"{_NOT}; aiohttp raised ClientConnectorError."
+    """rstsafe gave up on a request that provably never reached the server.
+
+    An ``aiohttp.ClientConnectorError`` and a [`RequestNotSentError`][rstsafe.RequestNotSentError].
+    """
+
     _aiohttp_class = aiohttp.ClientConnectorError
 
 
 class MaybeSentClientConnectorError(
     _AiohttpError, RequestMaybeSentError, aiohttp.ClientConnectorError
 ):
-    __doc__ = f"{_MAYBE}; aiohttp raised ClientConnectorError."
+    """rstsafe gave up on a request the server may have received.
+
+    An ``aiohttp.ClientConnectorError`` and a
+    [`RequestMaybeSentError`][rstsafe.RequestMaybeSentError].
+    """
+
     _aiohttp_class = aiohttp.ClientConnectorError
 
 
 class NotSentServerDisconnectedError(  # type: ignore[misc] # message: str, see __init__
     _AiohttpError, RequestNotSentError, aiohttp.ServerDisconnectedError
 ):
-    __doc__ = f"{_NOT}; aiohttp raised ServerDisconnectedError."
+    """rstsafe gave up on a request that provably never reached the server.
+
+    An ``aiohttp.ServerDisconnectedError`` and a
+    [`RequestNotSentError`][rstsafe.RequestNotSentError].
+    """
+
     _aiohttp_class = aiohttp.ServerDisconnectedError
 
 
 class MaybeSentServerDisconnectedError(  # type: ignore[misc] # message: str, see __init__
     _AiohttpError, RequestMaybeSentError, aiohttp.ServerDisconnectedError
 ):
-    __doc__ = f"{_MAYBE}; aiohttp raised ServerDisconnectedError."
+    """rstsafe gave up on a request the server may have received.
+
+    An ``aiohttp.ServerDisconnectedError`` and a
+    [`RequestMaybeSentError`][rstsafe.RequestMaybeSentError].
+    """
+
     _aiohttp_class = aiohttp.ServerDisconnectedError
 
 
 class NotSentServerTimeoutError(_AiohttpError, RequestNotSentError, aiohttp.ServerTimeoutError):
-    __doc__ = f"{_NOT}; aiohttp raised ServerTimeoutError."
+    """rstsafe gave up on a request that provably never reached the server.
+
+    An ``aiohttp.ServerTimeoutError`` and a [`RequestNotSentError`][rstsafe.RequestNotSentError].
+    """
+
     _aiohttp_class = aiohttp.ServerTimeoutError
 
 
 class MaybeSentServerTimeoutError(_AiohttpError, RequestMaybeSentError, aiohttp.ServerTimeoutError):
-    __doc__ = f"{_MAYBE}; aiohttp raised ServerTimeoutError."
+    """rstsafe gave up on a request the server may have received.
+
+    An ``aiohttp.ServerTimeoutError`` and a
+    [`RequestMaybeSentError`][rstsafe.RequestMaybeSentError].
+    """
+
     _aiohttp_class = aiohttp.ServerTimeoutError
 
 
 class NotSentConnectionTimeoutError(
     _AiohttpError, RequestNotSentError, aiohttp.ConnectionTimeoutError
 ):
-    __doc__ = f"{_NOT}; aiohttp raised ConnectionTimeoutError."
+    """rstsafe gave up on a request that provably never reached the server.
+
+    An ``aiohttp.ConnectionTimeoutError`` and a
+    [`RequestNotSentError`][rstsafe.RequestNotSentError].
+    """
+
     _aiohttp_class = aiohttp.ConnectionTimeoutError
 
 
 class MaybeSentConnectionTimeoutError(
     _AiohttpError, RequestMaybeSentError, aiohttp.ConnectionTimeoutError
 ):
-    __doc__ = f"{_MAYBE}; aiohttp raised ConnectionTimeoutError."
+    """rstsafe gave up on a request the server may have received.
+
+    An ``aiohttp.ConnectionTimeoutError`` and a
+    [`RequestMaybeSentError`][rstsafe.RequestMaybeSentError].
+    """
+
     _aiohttp_class = aiohttp.ConnectionTimeoutError
 
 
 class NotSentSocketTimeoutError(_AiohttpError, RequestNotSentError, aiohttp.SocketTimeoutError):
-    __doc__ = f"{_NOT}; aiohttp raised SocketTimeoutError."
+    """rstsafe gave up on a request that provably never reached the server.
+
+    An ``aiohttp.SocketTimeoutError`` and a [`RequestNotSentError`][rstsafe.RequestNotSentError].
+    """
+
     _aiohttp_class = aiohttp.SocketTimeoutError
 
 
 class MaybeSentSocketTimeoutError(_AiohttpError, RequestMaybeSentError, aiohttp.SocketTimeoutError):
-    __doc__ = f"{_MAYBE}; aiohttp raised SocketTimeoutError."
+    """rstsafe gave up on a request the server may have received.
+
+    An ``aiohttp.SocketTimeoutError`` and a
+    [`RequestMaybeSentError`][rstsafe.RequestMaybeSentError].
+    """
+
     _aiohttp_class = aiohttp.SocketTimeoutError
 
 
 class NotSentClientPayloadError(_AiohttpError, RequestNotSentError, aiohttp.ClientPayloadError):
-    __doc__ = f"{_NOT}; aiohttp raised ClientPayloadError."
+    """rstsafe gave up on a request that provably never reached the server.
+
+    An ``aiohttp.ClientPayloadError`` and a [`RequestNotSentError`][rstsafe.RequestNotSentError].
+    """
+
     _aiohttp_class = aiohttp.ClientPayloadError
 
 
 class MaybeSentClientPayloadError(_AiohttpError, RequestMaybeSentError, aiohttp.ClientPayloadError):
-    __doc__ = f"{_MAYBE}; aiohttp raised ClientPayloadError."
+    """rstsafe gave up on a request the server may have received.
+
+    An ``aiohttp.ClientPayloadError`` and a
+    [`RequestMaybeSentError`][rstsafe.RequestMaybeSentError].
+    """
+
     _aiohttp_class = aiohttp.ClientPayloadError
 
 
-#: ``(not sent, maybe sent)`` classes by the exact aiohttp exception type they extend.
 ERROR_CLASSES: dict[type[BaseException], tuple[type[_AiohttpError], type[_AiohttpError]]] = {
     aiohttp.ClientConnectionError: (NotSentClientConnectionError, MaybeSentClientConnectionError),
     aiohttp.ClientOSError: (NotSentClientOSError, MaybeSentClientOSError),
@@ -240,6 +318,7 @@ ERROR_CLASSES: dict[type[BaseException], tuple[type[_AiohttpError], type[_Aiohtt
     aiohttp.SocketTimeoutError: (NotSentSocketTimeoutError, MaybeSentSocketTimeoutError),
     aiohttp.ClientPayloadError: (NotSentClientPayloadError, MaybeSentClientPayloadError),
 }
+"""``(not sent, maybe sent)`` classes by the exact aiohttp exception type they extend."""
 
 
 def build_error(

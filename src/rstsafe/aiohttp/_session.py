@@ -201,7 +201,8 @@ with quiet_subclassing():
         """An ``aiohttp.ClientSession`` that survives "Connection reset by peer".
 
         Takes every ``aiohttp.ClientSession`` argument, plus ``keepalive=`` and ``retry=``.
-        Without ``connector=`` it builds a :class:`rstsafe.aiohttp.TCPConnector` (which
+        Without ``connector=`` it builds a
+        [`rstsafe.aiohttp.TCPConnector`][rstsafe.aiohttp.TCPConnector] (which
         closes idle connections before the server's keep-alive runs out, per origin:
         configured, announced by ``Keep-Alive: timeout=N``, or learned). On top of it,
         with aiohttp >= 3.12 (client middlewares), a request that failed on a stale
@@ -217,9 +218,10 @@ with quiet_subclassing():
             retry: The stale-connection retries (default ``RetryPolicy(retries=0)``;
                 ``retries`` must be 0: backoff retries stay yours, see
                 ``rstsafe.retry_if_safe``).
-            connector: A :class:`rstsafe.aiohttp.TCPConnector`, or None to build one.
-                Any other connector (``aiohttp.UnixConnector``, a ``BaseConnector`` of
-                your own) makes a plain aiohttp session: no expiry, no retry.
+            connector: A [`rstsafe.aiohttp.TCPConnector`][rstsafe.aiohttp.TCPConnector], or None to
+                build one. Any other connector (``aiohttp.UnixConnector``, a
+                ``BaseConnector`` of your own) makes a plain aiohttp session: no expiry, no
+                retry.
             middlewares: Your middlewares; rstsafe's runs innermost, after them.
             **kwargs: Everything else ``aiohttp.ClientSession`` takes.
         """

@@ -1,21 +1,26 @@
 """rstsafe for httpx: ``Client``, ``AsyncClient`` and their transports.
 
-Drop-in replacements that survive "Connection reset by peer"::
+Drop-in replacements that survive "Connection reset by peer":
 
-    import rstsafe.httpx
+```python
+import rstsafe.httpx
 
-    with rstsafe.httpx.Client() as client:            # an httpx.Client
-        client.get("https://example.org/")
+with rstsafe.httpx.Client() as client:            # an httpx.Client
+    client.get("https://example.org/")
 
-    async with rstsafe.httpx.AsyncClient() as client:  # an httpx.AsyncClient
-        await client.get("https://example.org/")
+async with rstsafe.httpx.AsyncClient() as client:  # an httpx.AsyncClient
+    await client.get("https://example.org/")
+```
 
-or put a transport under an existing client::
+or put a transport under an existing client:
 
-    client = httpx.Client(transport=rstsafe.httpx.Transport())
+```python
+client = httpx.Client(transport=rstsafe.httpx.Transport())
+```
 
-See :class:`Transport` for what is retried and why. The errors raised when rstsafe
-gives up are subclasses of the httpx error (:func:`error_classes`).
+See [`Transport`][rstsafe.httpx.Transport] for what is retried and why. The errors raised when
+rstsafe
+gives up are subclasses of the httpx error ([`error_classes`][rstsafe.httpx.error_classes]).
 """
 
 from __future__ import annotations

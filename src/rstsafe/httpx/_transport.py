@@ -857,7 +857,7 @@ class _ResponseStream(httpx.SyncByteStream):
 class Transport(_TransportBase, httpx.BaseTransport):
     """An httpx transport that survives connection resets (for ``httpx.Client``).
 
-    Wraps an :class:`httpx.HTTPTransport` built from the same arguments, so TLS,
+    Wraps an `httpx.HTTPTransport` built from the same arguments, so TLS,
     HTTP/2, proxies and limits work as in httpx. On top of it:
 
     * idle connections are closed before the server's keep-alive runs out (per-origin
@@ -869,18 +869,22 @@ class Transport(_TransportBase, httpx.BaseTransport):
       or ``Idempotency-Key``) and its body is bytes; streamed bodies are never resent;
     * when it gives up it raises a subclass of the httpx error (``httpx.ReadError``,
       ``httpx.RemoteProtocolError`` ...) that is also a
-      :class:`rstsafe.RequestNotSentError` or :class:`rstsafe.RequestMaybeSentError`
+      [`rstsafe.RequestNotSentError`][rstsafe.RequestNotSentError] or
+      [`rstsafe.RequestMaybeSentError`][rstsafe.RequestMaybeSentError]
       carrying the connection facts and every attempt.
 
     Example:
-        ``transport = rstsafe.httpx.Transport(keepalive=KeepAlive(server_keepalive=75))``
-        ``client = httpx.Client(transport=transport)``
+        ```python
+        transport = rstsafe.httpx.Transport(keepalive=KeepAlive(server_keepalive=75))
+        client = httpx.Client(transport=transport)
+        ```
 
     Args:
         keepalive: Idle TTL, lifetime and learning (default ``KeepAlive()``).
         retry: When to resend (default ``RetryPolicy()``).
         socket_options: Socket options for new connections; default TCP keepalive
-            (:func:`rstsafe.keepalive_options`); ``[]`` for none. TCP_NODELAY is kept.
+            ([`rstsafe.keepalive_options`][rstsafe.keepalive_options]); ``[]`` for none. TCP_NODELAY
+            is kept.
         verify: As ``httpx.HTTPTransport``.
         cert: As ``httpx.HTTPTransport``.
         trust_env: As ``httpx.HTTPTransport``.
@@ -1032,10 +1036,11 @@ class _AsyncResponseStream(httpx.AsyncByteStream):
 
 
 class AsyncTransport(_TransportBase, httpx.AsyncBaseTransport):
-    """The async twin of :class:`Transport`, for ``httpx.AsyncClient`` on asyncio or trio.
+    """The async twin of [`Transport`][rstsafe.httpx.Transport], for ``httpx.AsyncClient`` on
+    asyncio or trio.
 
-    Same arguments and behaviour as :class:`Transport`; backoff sleeps with
-    :func:`anyio.sleep`, so it runs wherever httpx runs.
+    Same arguments and behaviour as [`Transport`][rstsafe.httpx.Transport]; backoff sleeps with
+    `anyio.sleep`, so it runs wherever httpx runs.
     """
 
     _inner: httpx.AsyncHTTPTransport
@@ -1043,7 +1048,8 @@ class AsyncTransport(_TransportBase, httpx.AsyncBaseTransport):
     _backend_class = _AsyncBackend
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        """Send the request, resending it when that is safe (see :class:`Transport`)."""
+        """Send the request, resending it when that is safe (see
+        [`Transport`][rstsafe.httpx.Transport])."""
         driver = _RequestDriver(request, self._shared)
         while True:
             token = driver.begin()
@@ -1136,7 +1142,8 @@ class _ClientMixin:
 
 
 class Client(_ClientMixin, httpx.Client):
-    """An ``httpx.Client`` whose transports are rstsafe :class:`Transport` objects.
+    """An ``httpx.Client`` whose transports are rstsafe [`Transport`][rstsafe.httpx.Transport]
+    objects.
 
     Takes every ``httpx.Client`` argument. The transports httpx builds itself (the
     default one and one per proxy, including proxies from the environment) are rstsafe
@@ -1155,9 +1162,10 @@ class Client(_ClientMixin, httpx.Client):
 
 
 class AsyncClient(_ClientMixin, httpx.AsyncClient):
-    """An ``httpx.AsyncClient`` whose transports are rstsafe :class:`AsyncTransport` objects.
+    """An ``httpx.AsyncClient`` whose transports are rstsafe
+    [`AsyncTransport`][rstsafe.httpx.AsyncTransport] objects.
 
-    The async twin of :class:`Client` (asyncio and trio); same arguments.
+    The async twin of [`Client`][rstsafe.httpx.Client] (asyncio and trio); same arguments.
     """
 
     _transport_class = AsyncTransport

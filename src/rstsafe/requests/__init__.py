@@ -1,14 +1,17 @@
 """rstsafe.requests: requests that survives "Connection reset by peer".
 
-:class:`Session` is a ``requests.Session`` with rstsafe's :class:`HTTPAdapter` mounted
+[`Session`][rstsafe.requests.Session] is a ``requests.Session`` with rstsafe's
+[`HTTPAdapter`][rstsafe.requests.HTTPAdapter] mounted
 for http:// and https://; mount the adapter on an existing session instead if you
 prefer. Everything else behaves as in requests (cookies, auth, redirects, streaming,
-timeouts, proxies)::
+timeouts, proxies):
 
-    import rstsafe.requests
+```python
+import rstsafe.requests
 
-    with rstsafe.requests.Session() as session:
-        response = session.get("https://example.org/", timeout=10)
+with rstsafe.requests.Session() as session:
+    response = session.get("https://example.org/", timeout=10)
+```
 """
 
 from __future__ import annotations

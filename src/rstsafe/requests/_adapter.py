@@ -99,7 +99,9 @@ class HTTPAdapter(requests.adapters.HTTPAdapter):
     """requests' ``HTTPAdapter`` on rstsafe's urllib3 pools; mount it on any Session.
 
     Example:
-        ``session.mount("https://", rstsafe.requests.HTTPAdapter(max_retries=Retry(2)))``
+        ```python
+        session.mount("https://", rstsafe.requests.HTTPAdapter(max_retries=Retry(2)))
+        ```
 
     Args:
         pool_connections: As for requests.
@@ -112,7 +114,8 @@ class HTTPAdapter(requests.adapters.HTTPAdapter):
             part applies (``max_stale_retries``, ``retry_on``, ``rules``);
             ``retry_statuses`` is refused (use ``max_retries=Retry(status_forcelist=...)``).
         socket_options: Socket options for new connections; default urllib3's defaults
-            (``TCP_NODELAY``) plus TCP keepalive (:func:`rstsafe.keepalive_options`).
+            (``TCP_NODELAY``) plus TCP keepalive
+            ([`rstsafe.keepalive_options`][rstsafe.keepalive_options]).
         keepalive_registry: Per-origin keep-alive state to share with other adapters
             (instead of ``keepalive``).
 
@@ -172,7 +175,7 @@ class HTTPAdapter(requests.adapters.HTTPAdapter):
         block: bool = DEFAULT_POOLBLOCK,
         **pool_kwargs: Any,
     ) -> None:
-        """Build the rstsafe :class:`~rstsafe.urllib3.PoolManager` (requests' hook)."""
+        """Build the rstsafe [`PoolManager`][rstsafe.urllib3.PoolManager] (requests' hook)."""
         # requests' own hook records the settings (its private _pool_* fields, which
         # proxy_manager_for reads); the plain manager it builds holds no connection yet.
         super().init_poolmanager(connections, maxsize, block, **pool_kwargs)
@@ -189,7 +192,7 @@ class HTTPAdapter(requests.adapters.HTTPAdapter):
         )
 
     def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
-        """The rstsafe :class:`~rstsafe.urllib3.ProxyManager` for an HTTP(S) proxy.
+        """The rstsafe [`ProxyManager`][rstsafe.urllib3.ProxyManager] for an HTTP(S) proxy.
 
         SOCKS proxies keep requests' own manager (urllib3's ``SOCKSProxyManager``).
         """
@@ -238,19 +241,24 @@ class HTTPAdapter(requests.adapters.HTTPAdapter):
 
 
 class Session(requests.Session):
-    """A ``requests.Session`` with rstsafe's :class:`HTTPAdapter` for http:// and https://.
+    """A ``requests.Session`` with rstsafe's [`HTTPAdapter`][rstsafe.requests.HTTPAdapter] for
+    http:// and https://.
 
     One adapter object per prefix, as requests mounts them (closing the session closes
     each once); both share one keep-alive registry.
 
     Example:
-        ``with rstsafe.requests.Session() as session: session.get(url, timeout=10)``
+        ```python
+        with rstsafe.requests.Session() as session:
+            session.get(url, timeout=10)
+        ```
 
     Args:
         keepalive: Keep-alive configuration for the adapter.
         retry: rstsafe's retry policy for the adapter.
         socket_options: Socket options for the adapter's new connections.
-        **adapter_kwargs: Further :class:`HTTPAdapter` arguments (``pool_maxsize``...).
+        **adapter_kwargs: Further [`HTTPAdapter`][rstsafe.requests.HTTPAdapter] arguments
+            (``pool_maxsize``...).
     """
 
     def __init__(
@@ -278,7 +286,8 @@ class Session(requests.Session):
 
     @property
     def adapter(self) -> HTTPAdapter:
-        """The rstsafe :class:`HTTPAdapter` mounted for http:// (survives pickling)."""
+        """The rstsafe [`HTTPAdapter`][rstsafe.requests.HTTPAdapter] mounted for http:// (survives
+        pickling)."""
         adapter = self.adapters.get("http://")
         if not isinstance(adapter, HTTPAdapter):
             raise TypeError(f"http:// is mounted on {adapter!r}, not a rstsafe HTTPAdapter")

@@ -43,9 +43,9 @@ __all__ = (
     "urllib3_socket_options",
 )
 
-#: One option as ``(level, optname, value)``: what ``socket.setsockopt`` takes, what urllib3's
-#: ``socket_options`` holds and what httpx's ``HTTPTransport(socket_options=...)`` accepts.
 SocketOption: TypeAlias = tuple[int, int, int] | tuple[int, int, bytes]
+"""One option as ``(level, optname, value)``: what ``socket.setsockopt`` takes, what urllib3's
+``socket_options`` holds and what httpx's ``HTTPTransport(socket_options=...)`` accepts."""
 #: urllib3's own spelling of a socket options list (``urllib3.util.connection``).
 Urllib3SocketOptions: TypeAlias = list[tuple[int, int, int | bytes]]
 
@@ -60,7 +60,7 @@ _LINGER = struct.Struct("ii")
 
 
 class CloseOutcome(enum.Enum):
-    """How :func:`graceful_close` ended."""
+    """How [`graceful_close`][rstsafe.graceful_close] ended."""
 
     #: The peer answered our FIN with its own: a clean four-way close.
     EOF = "eof"
@@ -77,7 +77,8 @@ class CloseOutcome(enum.Enum):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CloseResult:
-    """What :func:`graceful_close` did: how it ended and how many unread bytes it discarded."""
+    """What [`graceful_close`][rstsafe.graceful_close] did: how it ended and how many unread bytes
+    it discarded."""
 
     outcome: CloseOutcome
     drained_bytes: int
@@ -158,7 +159,8 @@ def abortive_close(sock: socket.socket) -> None:
     The peer sees "Connection reset by peer" and anything not yet sent is thrown away. This is
     what Jedis' ``setSoLinger(true, 0)`` and Toxiproxy's ``reset_peer`` do. It is here so that
     tests and fault injectors can say what they mean; production code wants
-    :func:`graceful_close`. Skipping TIME_WAIT is not a reason: TIME_WAIT protects the next
+    [`graceful_close`][rstsafe.graceful_close]. Skipping TIME_WAIT is not a reason: TIME_WAIT
+    protects the next
     connection on the same ports from this one's stray segments.
     """
     try:
@@ -173,7 +175,7 @@ def abortive_close(sock: socket.socket) -> None:
 
 
 class Liveness(enum.Enum):
-    """What :func:`probe_liveness` found on an idle socket."""
+    """What [`probe_liveness`][rstsafe.sockets.probe_liveness] found on an idle socket."""
 
     #: Nothing to read and no error: as far as this host knows, the peer still has it open.
     ALIVE = "alive"
@@ -219,7 +221,8 @@ def probe_liveness(sock: socket.socket) -> Liveness:
 
 
 def is_alive(sock: socket.socket) -> bool:
-    """Whether an idle socket may be reused: :func:`probe_liveness` found it ``ALIVE``."""
+    """Whether an idle socket may be reused: [`probe_liveness`][rstsafe.sockets.probe_liveness]
+    found it ``ALIVE``."""
     return probe_liveness(sock) is Liveness.ALIVE
 
 
@@ -324,7 +327,8 @@ def _merge(
 def urllib3_socket_options(
     options: Iterable[SocketOption] | None = None,
 ) -> Urllib3SocketOptions:
-    """urllib3's default socket options with ``options`` added (default: :func:`keepalive_options`).
+    """urllib3's default socket options with ``options`` added (default:
+    [`keepalive_options`][rstsafe.keepalive_options]).
 
     urllib3 *replaces* its defaults when ``socket_options=`` is given, so passing only the
     keepalive options would silently drop ``TCP_NODELAY`` (``default_socket_options`` is
@@ -346,7 +350,7 @@ def httpx_socket_options(
     options on every new connection, and its anyio back end opens sockets through asyncio or
     trio, both of which set ``TCP_NODELAY`` on TCP streams. So this returns
     ``TCP_NODELAY`` (to state it, harmlessly set twice) followed by ``options`` (default:
-    :func:`keepalive_options`).
+    [`keepalive_options`][rstsafe.keepalive_options]).
     """
     extra = keepalive_options() if options is None else options
     return _merge([(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)], extra)
@@ -383,7 +387,7 @@ def _keepalive_hazards(sock: socket.socket, max_keepalive_idle: float) -> list[S
                 cause="C3",
                 message="SO_KEEPALIVE is off: an idle connection whose peer or middlebox "
                 "dropped it is only found on the next write",
-                fix="rstsafe.apply_socket_options(sock, rstsafe.keepalive_options())",
+                fix="rstsafe.sockets.apply_socket_options(sock, rstsafe.keepalive_options())",
             )
         ]
     idle_option = getattr(socket, "TCP_KEEPIDLE", getattr(socket, "TCP_KEEPALIVE", None))
@@ -398,7 +402,7 @@ def _keepalive_hazards(sock: socket.socket, max_keepalive_idle: float) -> list[S
             cause="C3",
             message=f"keepalive probes start after {idle} s idle, later than "
             f"{max_keepalive_idle:g} s: middleboxes drop idle state before that",
-            fix="rstsafe.apply_socket_options(sock, rstsafe.keepalive_options(idle=30))",
+            fix="rstsafe.sockets.apply_socket_options(sock, rstsafe.keepalive_options(idle=30))",
         )
     ]
 

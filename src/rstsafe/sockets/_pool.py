@@ -90,9 +90,10 @@ def _check_callable(name: str, value: object, *, allow_none: bool) -> None:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PoolConfig:
-    """How a :class:`Pool` or :class:`AsyncPool` sizes, validates and retires connections.
+    """How a [`Pool`][rstsafe.Pool] or [`AsyncPool`][rstsafe.AsyncPool] sizes, validates and retires
+    connections.
 
-    Durations are in seconds. Derive variants with :func:`dataclasses.replace`.
+    Durations are in seconds. Derive variants with `dataclasses.replace`.
     """
 
     # HikariCP: maximumPoolSize 10. redis-py's pool is unbounded, which hides leaks.
@@ -737,9 +738,9 @@ class Pool(_PoolBase[T]):
     ``config.validate_after_idle`` seconds or more. When ``conn`` has ``settimeout`` (a socket)
     its timeout is ``config.heartbeat_timeout`` during the heartbeat; in any case a heartbeat
     that returns later than that counts as failed. ``close(conn)`` defaults to
-    :func:`rstsafe.graceful_close` for sockets and ``conn.close()`` otherwise.
+    [`rstsafe.graceful_close`][rstsafe.graceful_close] for sockets and ``conn.close()`` otherwise.
 
-    Use ``with pool.connection() as conn:``; close the pool with :meth:`close` or a ``with``.
+    Use ``with pool.connection() as conn:``; close the pool with `close` or a ``with``.
     """
 
     def __init__(
@@ -880,15 +881,16 @@ class _Wakeups:
 
 
 class AsyncPool(_PoolBase[T]):
-    """The asyncio twin of :class:`Pool`: the same decisions, coroutines for the I/O.
+    """The asyncio twin of [`Pool`][rstsafe.Pool]: the same decisions, coroutines for the I/O.
 
     ``connect()``, ``heartbeat(conn)`` and ``close(conn)`` are coroutine functions; the
     heartbeat is cancelled after ``config.heartbeat_timeout``. The default close awaits
     ``conn.aclose()``, or calls ``conn.close()`` and awaits ``conn.wait_closed()`` if present
-    (an ``asyncio.StreamWriter``); a socket is closed with :func:`rstsafe.graceful_close`
+    (an ``asyncio.StreamWriter``); a socket is closed with
+    [`rstsafe.graceful_close`][rstsafe.graceful_close]
     without waiting (``timeout=0``). Works under anyio's asyncio back end, not under trio.
 
-    Use ``async with pool.connection() as conn:``; close with :meth:`aclose` or ``async with``.
+    Use ``async with pool.connection() as conn:``; close with `aclose` or ``async with``.
     """
 
     def __init__(

@@ -1,8 +1,10 @@
 """rstsafe.testing: a misbehaving server that reproduces every reset cause on loopback.
 
-:class:`MisbehavingServer` is an HTTP/1.1 keep-alive server that decides exactly when a
+[`MisbehavingServer`][rstsafe.testing.MisbehavingServer] is an HTTP/1.1 keep-alive server that
+decides exactly when a
 connection gets a FIN and when an RST; the behaviour classes say what it does wrong
-(:data:`BEHAVIOURS` maps their command-line names to them). :class:`NetworkNamespace`
+([`BEHAVIOURS`][rstsafe.testing.BEHAVIOURS] maps their command-line names to them).
+[`NetworkNamespace`][rstsafe.testing.NetworkNamespace]
 gives a test (as root) its own loopback and sysctls. The pytest plugin (entry point
 ``rstsafe``) provides the ``misbehaving_server`` fixture.
 """

@@ -249,7 +249,8 @@ class AcceptQueueOverflow(Behaviour):
     ``prefill`` the server fills its own accept queue when it starts, so new
     clients' SYNs are dropped and ``connect()`` stalls while the client retransmits
     (``ListenOverflows`` grows). Without it, a test can connect first and call
-    :meth:`MisbehavingServer.fill_accept_queue` before the client writes: the
+    [`MisbehavingServer.fill_accept_queue`][rstsafe.testing.MisbehavingServer.fill_accept_queue]
+    before the client writes: the
     client's first data then overflows the queue, and inside a namespace with
     ``net.ipv4.tcp_abort_on_overflow=1`` the kernel answers it with an RST
     (``ConnectionResetError`` on the client's read); otherwise it is dropped and the
@@ -332,6 +333,7 @@ BEHAVIOURS: Mapping[str, type[Behaviour]] = MappingProxyType(
         "refuse": Refuse,
     }
 )
+"""Every behaviour class by its command-line name (`rstsafe serve idle-drop`), read-only."""
 
 
 def behaviour_name(behaviour: Behaviour | type[Behaviour]) -> str:

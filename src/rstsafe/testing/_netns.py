@@ -82,7 +82,7 @@ def _sysctl_path(name: str) -> Path:
 class NetworkNamespace:
     """A uniquely named network namespace that exists for the duration of a ``with`` block.
 
-    Needs root and iproute2 (``ip``); :meth:`available` says whether it can work here and
+    Needs root and iproute2 (``ip``); `available` says whether it can work here and
     why not. Inside, ``lo`` is up, so ``127.0.0.1`` and ``::1`` work, and only the sockets
     made inside can reach each other.
 
@@ -215,7 +215,7 @@ class NetworkNamespace:
         return self.run(socket.socket, family, type, proto)
 
     def create_connection(self, address: tuple[str, int], timeout: float | None = None) -> _Socket:
-        """Like :func:`socket.create_connection`, from inside the namespace."""
+        """Like `socket.create_connection`, from inside the namespace."""
         return self.run(socket.create_connection, address, timeout)
 
     def read_proc(self, relative: str) -> str:

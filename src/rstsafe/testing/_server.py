@@ -143,8 +143,9 @@ class ConnectionRecord:
         requests: Requests executed on it.
         reason: Why it ended, in words (``"idle for 0.3 s"``, ``"server stopped"`` ...).
         closing_since: ``time.monotonic()`` when the server stopped reading it in order
-            to close it later (:class:`IdleCloseWithLag`) or forgot it
-            (:class:`IdleDrop`); ``None`` otherwise. A test waits for this before it
+            to close it later ([`IdleCloseWithLag`][rstsafe.testing.IdleCloseWithLag]) or forgot it
+            ([`IdleDrop`][rstsafe.testing.IdleDrop]); ``None`` otherwise. A test waits for this
+            before it
             sends the request that must meet the RST.
     """
 
@@ -163,7 +164,7 @@ class Execution:
     """A request the server executed (read in full and acted on).
 
     Attributes:
-        connection_id: The :attr:`ConnectionRecord.id` it arrived on.
+        connection_id: The `ConnectionRecord.id` it arrived on.
         method: The request method, e.g. ``"POST"``.
         path: The request target without its query string.
         target: The request target as sent, query included.
@@ -181,8 +182,8 @@ class Execution:
     at: float
 
 
-#: What :class:`MisbehavingServer` passes to its ``on_event`` callback.
 ServerEvent = Execution | ConnectionRecord
+"""What [`MisbehavingServer`][rstsafe.testing.MisbehavingServer] passes to `on_event`."""
 
 
 class _Stop(Exception):
@@ -643,7 +644,7 @@ class MisbehavingServer:
     It runs in background threads (one accepts, one per connection), binds port 0 by
     default and records every request it executed and every connection it accepted,
     with how the connection ended (FIN or RST). Use it as a context manager, or call
-    :meth:`start` and :meth:`stop`.
+    `start` and `stop`.
 
     Limits: at most ``max_connections`` connections are served at once, each by its own
     thread. A connection accepted beyond that is answered ``503 Service Unavailable``
@@ -669,16 +670,19 @@ class MisbehavingServer:
         ```
 
     Args:
-        behaviour: What to do wrong; ``None`` means :class:`Healthy`.
+        behaviour: What to do wrong; ``None`` means [`Healthy`][rstsafe.testing.Healthy].
         host: Address to bind, ``127.0.0.1`` (default) or ``::1``.
         port: Port to bind; 0 picks a free one.
         allow_non_loopback: Must be true to bind anything but a loopback address.
         max_connections: Connections served at once (default 128); more get a 503.
         max_body: Largest request body in bytes (default 16 MiB); larger gets a 413.
         namespace: Create the listener inside this network namespace; clients must
-            then make their sockets with :meth:`NetworkNamespace.socket`.
-        on_event: Called (from a server thread) with every :class:`Execution` and with
-            the :class:`ConnectionRecord` of every connection that ends. It must not raise.
+            then make their sockets with
+            [`NetworkNamespace.socket`][rstsafe.testing.NetworkNamespace.socket].
+        on_event: Called (from a server thread) with every [`Execution`][rstsafe.testing.Execution]
+            and with
+            the [`ConnectionRecord`][rstsafe.testing.ConnectionRecord] of every connection that
+            ends. It must not raise.
     """
 
     def __init__(
@@ -829,7 +833,8 @@ class MisbehavingServer:
         self._accept_thread.start()
 
     def fill_accept_queue(self) -> int:
-        """Fill an :class:`AcceptQueueOverflow` listener's accept queue; return connections made.
+        """Fill an [`AcceptQueueOverflow`][rstsafe.testing.AcceptQueueOverflow] listener's accept
+        queue; return connections made.
 
         The server connects to itself ``backlog + 1`` times (the kernel queues
         ``min(backlog, somaxconn) + 1``), sending one byte each so that
@@ -1071,7 +1076,8 @@ class MisbehavingServer:
 
     @property
     def received_unexecuted(self) -> int:
-        """Requests read in full but deliberately not executed (:class:`BlackHole`)."""
+        """Requests read in full but deliberately not executed
+        ([`BlackHole`][rstsafe.testing.BlackHole])."""
         with self._cond:
             return self._received_unexecuted
 

@@ -423,7 +423,7 @@ class ListenerStatus:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DoctorReport:
-    """What :func:`rstsafe.doctor` found.
+    """What [`rstsafe.tools.doctor`][rstsafe.tools.doctor] found.
 
     Attributes:
         platform: ``sys.platform``.
@@ -552,7 +552,7 @@ def doctor(
 
     Example:
         ```python
-        report = rstsafe.doctor(interval=10)
+        report = rstsafe.tools.doctor(interval=10)
         for line in report.advice:
             print(line)
         ```
@@ -565,7 +565,8 @@ def doctor(
         clock: The clock timestamps come from.
 
     Returns:
-        A :class:`DoctorReport`. On a platform other than Linux, it is empty apart from
+        A [`DoctorReport`][rstsafe.tools.DoctorReport]. On a platform other than Linux, it is empty
+        apart from
         ``unavailable``, which says what could not be read.
     """
     if not interval >= 0:

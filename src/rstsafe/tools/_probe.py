@@ -61,7 +61,7 @@ class IdleCloseKind(enum.Enum):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ProbeResult:
-    """What :func:`probe` measured.
+    """What [`probe`][rstsafe.tools.probe] measured.
 
     Attributes:
         url: The URL probed.
@@ -358,7 +358,7 @@ def probe(
 
     Example:
         ```python
-        result = rstsafe.probe("http://127.0.0.1:8000/", max_wait=30)
+        result = rstsafe.tools.probe("http://127.0.0.1:8000/", max_wait=30)
         print(result.idle_timeout, result.close_kind, result.recommended_ttl)
         ```
 
@@ -374,7 +374,7 @@ def probe(
             while the idle connection is watched.
 
     Returns:
-        A :class:`ProbeResult`.
+        A [`ProbeResult`][rstsafe.tools.ProbeResult].
 
     Raises:
         ValueError: The URL or an argument is invalid.

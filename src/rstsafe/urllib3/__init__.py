@@ -4,12 +4,14 @@ Drop-in subclasses of urllib3's pool manager, pools and connections with idle TT
 below the server's keep-alive (configured, ``Keep-Alive`` header, or learned), max
 lifetime and requests per connection, and safe retries (a stale reused connection is
 retried at once on a fresh one; nothing that may have reached the server is resent
-unless idempotent)::
+unless idempotent):
 
-    import rstsafe.urllib3
+```python
+import rstsafe.urllib3
 
-    http = rstsafe.urllib3.PoolManager()
-    response = http.request("GET", "https://example.org/")
+http = rstsafe.urllib3.PoolManager()
+response = http.request("GET", "https://example.org/")
+```
 """
 
 from __future__ import annotations

@@ -146,7 +146,7 @@ class _PoolShared:
     a moment ago) skips the full expiry check: jitter only ever *shortens* a TTL or a
     lifetime, so a connection idle for less than ``TTL * (1 - jitter)`` and younger than
     ``max_lifetime * (1 - jitter)`` is certainly not expired; anything else gets the full
-    check (:meth:`rstsafe.OriginKeepAlive.expiry_reason`).
+    check (:meth:`rstsafe.core.OriginKeepAlive.expiry_reason`).
     """
 
     __slots__ = (
@@ -252,8 +252,9 @@ class _PoolShared:
 class HTTPConnection(urllib3.connection.HTTPConnection):
     """urllib3's ``HTTPConnection`` that knows its life: age, idleness, requests, bytes.
 
-    The pool binds it to the origin's keep-alive state (:meth:`bind`). Use it through
-    :class:`HTTPConnectionPool`; on its own it behaves exactly as urllib3's.
+    The pool binds it to the origin's keep-alive state (`bind`). Use it through
+    [`HTTPConnectionPool`][rstsafe.urllib3.HTTPConnectionPool]; on its own it behaves exactly as
+    urllib3's.
     """
 
     _rstsafe_life: ConnectionLife
@@ -432,7 +433,8 @@ class HTTPConnection(urllib3.connection.HTTPConnection):
 
 
 class HTTPSConnection(HTTPConnection, urllib3.connection.HTTPSConnection):
-    """urllib3's ``HTTPSConnection`` with the life of :class:`HTTPConnection`."""
+    """urllib3's ``HTTPSConnection`` with the life of
+    [`HTTPConnection`][rstsafe.urllib3.HTTPConnection]."""
 
     _base_request = staticmethod(urllib3.connection.HTTPSConnection.request)
     _base_send = staticmethod(urllib3.connection.HTTPSConnection.send)
@@ -447,7 +449,8 @@ class NotSentMaxRetryError(RequestNotSentError, _HostError, MaxRetryError):
     """rstsafe retried a stale connection, urllib3 then gave up; provably nothing was sent.
 
     Exactly urllib3's ``MaxRetryError`` (``pool``, ``url``, ``reason`` and ``args`` as
-    urllib3 set them) and a :class:`rstsafe.RequestNotSentError` (``failure``,
+    urllib3 set them) and a [`rstsafe.RequestNotSentError`][rstsafe.RequestNotSentError]
+    (``failure``,
     ``history``, ``delivery``, ``attempts``, ``reused``, ``idle_seconds``). Built as
     ``NotSentMaxRetryError(message, failure=..., history=..., host_args=(pool, url,
     reason))``.
@@ -457,8 +460,9 @@ class NotSentMaxRetryError(RequestNotSentError, _HostError, MaxRetryError):
 class MaybeSentMaxRetryError(RequestMaybeSentError, _HostError, MaxRetryError):
     """rstsafe retried a stale connection, urllib3 then gave up; the server may have it.
 
-    urllib3's ``MaxRetryError`` and a :class:`rstsafe.RequestMaybeSentError` carrying the
-    facts (see :class:`NotSentMaxRetryError`).
+    urllib3's ``MaxRetryError`` and a
+    [`rstsafe.RequestMaybeSentError`][rstsafe.RequestMaybeSentError] carrying the
+    facts (see [`NotSentMaxRetryError`][rstsafe.urllib3.NotSentMaxRetryError]).
     """
 
 
@@ -473,7 +477,8 @@ class NotSentProtocolError(RequestNotSentError, _HostError, ProtocolError):
 class MaybeSentProtocolError(RequestMaybeSentError, _HostError, ProtocolError):
     """rstsafe retried a stale connection, the retry failed too; the server may have it.
 
-    urllib3's ``ProtocolError`` with the facts (see :class:`NotSentProtocolError`).
+    urllib3's ``ProtocolError`` with the facts (see
+    [`NotSentProtocolError`][rstsafe.urllib3.NotSentProtocolError]).
     """
 
 
@@ -805,7 +810,8 @@ def _socket_is_open(sock: object) -> bool:
 
 # mypy sees two _new_conn signatures; at run time ours calls the HTTPS pool's (the MRO).
 class HTTPSConnectionPool(HTTPConnectionPool, urllib3.HTTPSConnectionPool):  # type: ignore[misc]
-    """urllib3's ``HTTPSConnectionPool`` with rstsafe's rules (see :class:`HTTPConnectionPool`)."""
+    """urllib3's ``HTTPSConnectionPool`` with rstsafe's rules (see
+    [`HTTPConnectionPool`][rstsafe.urllib3.HTTPConnectionPool])."""
 
     ConnectionCls = HTTPSConnection
 
@@ -865,17 +871,21 @@ class PoolManager(_Manager):
     """urllib3's ``PoolManager`` whose pools survive resets; configured in one place.
 
     Example:
-        ``http = rstsafe.urllib3.PoolManager(keepalive=KeepAlive(server_keepalive=5))``
+        ```python
+        http = rstsafe.urllib3.PoolManager(keepalive=KeepAlive(server_keepalive=5))
+        ```
 
     Args:
         num_pools: As for urllib3.
         headers: As for urllib3.
         keepalive: Keep-alive configuration (idle TTL, lifetime, requests per connection).
         retry: rstsafe's retry policy; only its stale-retry part applies (see
-            :class:`HTTPConnectionPool`); urllib3's ``retries`` decides every other retry.
+            [`HTTPConnectionPool`][rstsafe.urllib3.HTTPConnectionPool]); urllib3's ``retries``
+            decides every other retry.
         keepalive_registry: Per-origin keep-alive state to share (instead of ``keepalive``).
         **connection_pool_kw: As for urllib3. ``socket_options`` defaults to urllib3's
-            defaults plus TCP keepalive (:func:`rstsafe.urllib3_socket_options`).
+            defaults plus TCP keepalive
+            ([`rstsafe.sockets.urllib3_socket_options`][rstsafe.sockets.urllib3_socket_options]).
 
     Attributes:
         retry_policy: rstsafe's retry policy, shared by every pool.
@@ -909,7 +919,8 @@ def _proxy_socket_options() -> list[Any]:
 
 
 class ProxyManager(_Manager, urllib3.ProxyManager):
-    """urllib3's ``ProxyManager`` with rstsafe's pools (arguments as :class:`PoolManager`).
+    """urllib3's ``ProxyManager`` with rstsafe's pools (arguments as
+    [`PoolManager`][rstsafe.urllib3.PoolManager]).
 
     The keep-alive state is per connection endpoint: the proxy for plain HTTP, the
     target for HTTPS through a tunnel.
@@ -940,5 +951,6 @@ class ProxyManager(_Manager, urllib3.ProxyManager):
 
 
 def proxy_from_url(url: str, **kwargs: Any) -> ProxyManager:
-    """``urllib3.proxy_from_url`` returning a rstsafe :class:`ProxyManager`."""
+    """``urllib3.proxy_from_url`` returning a rstsafe
+    [`ProxyManager`][rstsafe.urllib3.ProxyManager]."""
     return ProxyManager(url, **kwargs)

@@ -137,7 +137,7 @@ def lint(
 
     Example:
         ```python
-        report = rstsafe.lint(requests.Session(), upstream=["aws-alb", "gunicorn-gthread"])
+        report = rstsafe.tools.lint(requests.Session(), upstream=["aws-alb", "gunicorn-gthread"])
         for finding in report.findings:
             print(finding.code, finding.message)
         ```
@@ -164,7 +164,7 @@ def lint(
             directory of the file given. ``"/"`` allows every file.
 
     Returns:
-        A :class:`LintReport`; ``report.ok`` is False when there are errors.
+        A [`LintReport`][rstsafe.tools.LintReport]; ``report.ok`` is False when there are errors.
 
     Raises:
         LintInputError: A file is missing, not a regular file, too large, unreadable or

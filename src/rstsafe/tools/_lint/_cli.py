@@ -1,4 +1,4 @@
-"""``rstsafe lint``: the command line over :func:`rstsafe.lint`.
+"""``rstsafe lint``: the command line over :func:`rstsafe.tools.lint`.
 
 Exit codes: 0 nothing at or above ``--fail-on``; 1 findings at or above it (errors by
 default), so the command can gate CI; 2 bad input (a missing, oversized, non-regular or

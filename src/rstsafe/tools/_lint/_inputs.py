@@ -129,7 +129,7 @@ class _Budget:
 class Inputs:
     """The reading context of one lint run: limits, what was read so far, and the root.
 
-    One object is made per :func:`rstsafe.lint` call; every reader it calls shares its
+    One object is made per :func:`rstsafe.tools.lint` call; every reader it calls shares its
     budget, so the total limit holds across files.
 
     Args:

@@ -57,7 +57,7 @@ class Hop:
 
     Args:
         name: A label used in findings ("nginx", "alb", "client").
-        kind: What the hop does with connections (see :class:`HopKind`).
+        kind: What the hop does with connections (see [`HopKind`][rstsafe.tools.HopKind]).
         idle_timeout: Seconds an idle connection it *accepted* (or, for a middlebox, an
             idle flow through it) is kept. ``0`` means keep-alive is off: it closes after
             every response. ``None`` means unknown.
@@ -242,7 +242,7 @@ class Finding:
     """One problem lint found.
 
     Args:
-        code: The stable rule code, e.g. ``"RST002"`` (see :data:`RULES`).
+        code: The stable rule code, e.g. ``"RST002"`` (see `RULES`).
         severity: How bad it is; usually the rule's default.
         message: What is wrong, with the numbers.
         fix: One line saying what to change.
@@ -271,7 +271,7 @@ class Finding:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LintReport:
-    """Everything :func:`rstsafe.lint` found, and the chain of hops it checked.
+    """Everything [`rstsafe.tools.lint`][rstsafe.tools.lint] found, and the hops it checked.
 
     Args:
         findings: The findings, errors first.
