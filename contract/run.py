@@ -67,9 +67,10 @@ def run(cmd: list[str], **kwargs: object) -> None:
 
 def host_versions(python: str) -> dict[str, str]:
     """The versions of the hosts (and httpcore) installed for ``python``."""
+    names = ("requests", "urllib3", "httpx", "httpcore", "aiohttp")
     code = (
         "import importlib.metadata as m, json; "
-        "print(json.dumps({n: m.version(n) for n in ('requests', 'urllib3', 'httpx', 'httpcore')}))"
+        f"print(json.dumps({{n: m.version(n) for n in {names!r}}}))"
     )
     out = subprocess.run([python, "-c", code], check=True, capture_output=True, text=True)
     return dict(json.loads(out.stdout))
@@ -281,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--python",
         default=str(ROOT / ".venv" / "bin" / "python"),
-        help="the interpreter whose installed requests/urllib3/httpx versions are tested",
+        help="the interpreter whose installed requests/urllib3/httpx/aiohttp versions are tested",
     )
     parser.add_argument(
         "--variant",
@@ -328,6 +329,13 @@ def main(argv: list[str] | None = None) -> int:
             v.name: pool.submit(run_variant, venv, sources[v.suite], v, out) for v in selected
         }
         runs = {name: future.result() for name, future in futures.items()}
+
+    # A plain run that collected nothing (a missing test requirement, a bad option) would
+    # make every swapped run look clean: the runner could not run that suite.
+    empty = [v.name for v in selected if v.plugin is None and not runs[v.name].outcomes]
+    if empty:
+        log(f"no test results from {', '.join(empty)}: see {out}/<variant>.log")
+        return 2
 
     allowed = load_allowed()
     report: list[str] = []

@@ -1,6 +1,6 @@
 """The host suites and their variants: what the runner downloads, installs and runs.
 
-To add a host (for example aiohttp, once ``rstsafe.aiohttp.ClientSession`` exists): add a
+To add a host: add a
 :class:`Suite` (its distribution name, where its tests sit in the sdist, what its tests need),
 then a plugin in ``contract/plugins/`` that calls ``swap({...})`` with the host's public names,
 and a :class:`Variant` naming that plugin. Nothing else in the runner changes.
@@ -37,6 +37,26 @@ class Variant:
     requires: tuple[str, ...] = field(default=())  # rstsafe modules the plugin imports
 
 
+AIOHTTP_CLIENT_TESTS = tuple(
+    f"tests/{name}.py"
+    for name in (
+        "test_client_connection",
+        "test_client_exceptions",
+        "test_client_fingerprint",
+        "test_client_functional",
+        "test_client_middleware",
+        "test_client_middleware_digest_auth",
+        "test_client_proto",
+        "test_client_request",
+        "test_client_response",
+        "test_client_session",
+        "test_client_ws",
+        "test_client_ws_functional",
+        "test_connector",
+        "test_proxy",
+    )
+)
+
 SUITES: dict[str, Suite] = {
     suite.name: suite
     for suite in (
@@ -56,6 +76,21 @@ SUITES: dict[str, Suite] = {
             extras=("httpx[brotli,zstd,socks,http2,cli]",),
             shadowing=("httpx",),
         ),
+        Suite(
+            "aiohttp",
+            # The client's tests only (the server's are most of the suite and never touch
+            # ClientSession or TCPConnector); the benchmarks (pytest-codspeed) are left out.
+            tests=AIOHTTP_CLIENT_TESTS,
+            # What tests/conftest.py and the client tests import (requirements/test*.in in
+            # the sdist): brotli and zstd via the speedups extra, blockbuster (its autouse
+            # fixture fails a test that blocks the event loop), freezegun, and the zlib
+            # backends that its compression tests are parametrized over.
+            extras=("aiohttp[speedups]", "blockbuster", "coverage", "freezegun", "isal", "zlib-ng"),
+            shadowing=("aiohttp",),
+            # aiohttp's pytest.ini addopts ask for pytest-xdist and pytest-cov: replaced by
+            # its marker selection alone.
+            pytest_args=("-o", "addopts=", "-m", "not dev_mode and not autobahn and not internal"),
+        ),
     )
 }
 
@@ -69,4 +104,6 @@ VARIANTS: tuple[Variant, ...] = (
     Variant("httpx", "httpx", None, "plain"),
     Variant("httpx-client", "httpx", "httpx_client", "Client swapped"),
     Variant("httpx-transport", "httpx", "httpx_transport", "Transport swapped"),
+    Variant("aiohttp", "aiohttp", None, "plain"),
+    Variant("aiohttp-session", "aiohttp", "aiohttp_session", "ClientSession swapped"),
 )

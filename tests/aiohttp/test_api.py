@@ -19,9 +19,9 @@ import rstsafe.aiohttp
 import rstsafe.core
 from rstsafe import Delivery, FailureKind, KeepAlive, RetryPolicy
 from rstsafe._core.retry import RetryAction
-from rstsafe.aiohttp._connector import body_info
+from rstsafe.aiohttp._connector import _Tracked, body_info
 from rstsafe.core import BodyKind
-from rstsafe.testing import IdleCloseWithLag, MisbehavingServer
+from rstsafe.testing import ConnectionEnd, IdleCloseWithLag, MisbehavingServer
 from rstsafe.testing._fixtures import ServerFactory
 
 pytestmark = pytest.mark.anyio
@@ -43,12 +43,12 @@ async def test_backoff_retries_are_rejected_pointing_at_retry_if_safe() -> None:
         rstsafe.aiohttp.ClientSession(retry=RetryPolicy(retries=0, retry_statuses=frozenset({503})))
 
 
-async def test_foreign_connector_and_conflicting_settings_are_rejected() -> None:
-    """A plain aiohttp connector is a TypeError; keepalive= beside connector= a ValueError."""
+async def test_conflicting_settings_are_rejected() -> None:
+    """keepalive= or retry= beside connector= is a ValueError: they are the connector's."""
     plain = aiohttp.TCPConnector()
     try:
-        with pytest.raises(TypeError, match="connector"):
-            rstsafe.aiohttp.ClientSession(connector=plain)  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="keepalive and retry"):
+            rstsafe.aiohttp.ClientSession(connector=plain, retry=RetryPolicy(retries=0))
     finally:
         await plain.close()
     connector = rstsafe.aiohttp.TCPConnector()
@@ -236,3 +236,111 @@ async def test_aiohttps_own_retry_stays_and_shares_the_budget(
             assert response.status == 200
     assert server.executions(path="/b") == 1
     assert len(server.connections) == 2
+
+
+async def test_request_methods_work_where_aiohttp_clientsession_is_patched_to_ours(
+    misbehaving_server: ServerFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With ``aiohttp.ClientSession`` patched to rstsafe's class, every request method works."""
+    server = misbehaving_server()
+    monkeypatch.setattr(aiohttp, "ClientSession", rstsafe.aiohttp.ClientSession)
+    async with rstsafe.aiohttp.ClientSession() as session:
+        calls = (
+            session.request("GET", server.url + "/request", middlewares=()),
+            session.get(server.url + "/get"),
+            session.options(server.url + "/options"),
+            session.head(server.url + "/head"),
+            session.post(server.url + "/post", data=b"x"),
+            session.put(server.url + "/put", data=b"x"),
+            session.patch(server.url + "/patch", data=b"x"),
+            session.delete(server.url + "/delete"),
+        )
+        for call in calls:
+            async with call as response:
+                assert response.status == 200
+    for method in ("request", "get", "options", "head", "post", "put", "patch", "delete"):
+        assert server.executions(path=f"/{method}") == 1
+
+
+async def test_another_connector_makes_a_plain_aiohttp_session(
+    misbehaving_server: ServerFactory,
+) -> None:
+    """On a connector not rstsafe's the session is aiohttp's: its middlewares only, no retry."""
+    calls: list[str] = []
+
+    async def counting(request: ClientRequest, handler: Any) -> aiohttp.ClientResponse:
+        calls.append(request.url.path)
+        response: aiohttp.ClientResponse = await handler(request)
+        return response
+
+    server = misbehaving_server(IdleCloseWithLag(idle=0.3, lag=1.2))
+    connector = aiohttp.TCPConnector()
+    ours = rstsafe.aiohttp.ClientSession(connector=connector, middlewares=(counting,))
+    with pytest.raises(AttributeError, match=r"not a rstsafe\.aiohttp\.TCPConnector"):
+        _ = ours.keepalive_registry
+    with pytest.raises(AttributeError, match=r"not a rstsafe\.aiohttp\.TCPConnector"):
+        _ = ours.retry_policy
+    async with ours as session:
+        assert session.connector is connector
+        assert session._middlewares == (counting,)
+        async with session.post(server.url + "/a", data=b"x") as response:
+            await response.read()
+        while not any(r.closing_since for r in server.connections):
+            await asyncio.sleep(0.01)
+        # aiohttp reuses the stale connection and never resends a POST: its error, as is.
+        with pytest.raises(aiohttp.ClientConnectionError) as caught:
+            async with session.post(server.url + "/b", data=b"x", middlewares=()):
+                pass
+    # aiohttp's own class (a reset or a close, as the race goes), not rstsafe's subclass.
+    assert type(caught.value) in (aiohttp.ClientOSError, aiohttp.ServerDisconnectedError)
+    assert calls == ["/a"]
+
+
+async def test_connection_transport_attributes_can_be_patched(
+    misbehaving_server: ServerFactory,
+) -> None:
+    """A connection's counting transport takes attribute assignment, as asyncio's does."""
+    url = URL(misbehaving_server().url)
+    assert url.host is not None
+    assert url.port is not None
+    loop = asyncio.get_running_loop()
+    inner, protocol = await loop.create_connection(asyncio.Protocol, url.host, url.port)
+    connector = rstsafe.aiohttp.TCPConnector()
+    try:
+        origin = rstsafe.core.Origin("http", url.host, url.port)
+        tracked: Any = _Tracked(inner, connector._rstsafe, origin, protocol)
+        written: list[bytes] = []
+        tracked.write = written.append  # what mock.patch.object(transport, "write") does
+        tracked.write(b"GET / HTTP/1.1\r\n")
+        assert written == [b"GET / HTTP/1.1\r\n"]
+        assert tracked.life.bytes_sent == 0  # the patched write, not the counting one
+        del tracked.write
+        tracked.write(b"Host: x\r\n\r\n")
+        assert tracked.life.bytes_sent == len(b"Host: x\r\n\r\n")
+    finally:
+        inner.close()
+        await connector.close()
+
+
+async def test_a_new_connection_is_closed_when_tracking_it_fails(
+    misbehaving_server: ServerFactory,
+) -> None:
+    """When tracking a new connection fails, the error is raised and the socket closed."""
+    server = misbehaving_server()
+    url = URL(server.url)
+    connector = rstsafe.aiohttp.TCPConnector()
+    try:
+        request = ClientRequest("GET", url, loop=asyncio.get_running_loop())
+        # An origin rstsafe cannot key its keep-alive state by (as a mocked request's URL).
+        bad: Any = object()
+        connector._rstsafe.origins[(url.scheme, url.host, url.port)] = bad
+        with pytest.raises(AttributeError):
+            await connector.connect(request, [], aiohttp.ClientTimeout(total=5))
+        for _ in range(500):
+            if server.connections and server.connections[0].end is not ConnectionEnd.OPEN:
+                break
+            await asyncio.sleep(0.01)
+        assert len(server.connections) == 1
+        assert server.connections[0].end is not ConnectionEnd.OPEN
+    finally:
+        await connector.close()

@@ -307,6 +307,9 @@ class _Tracked:
     """
 
     __slots__ = (
+        # Attributes may be set on it as on asyncio's transports (which have a
+        # __dict__): mock.patch.object(conn.transport, "write", ...) in a test.
+        "__dict__",
         "closed_locally",
         "epoch",
         "get_extra_info",
@@ -549,8 +552,12 @@ class TCPConnector(aiohttp.TCPConnector):
             elif current is None:  # pragma: no cover - lost between the pool and here
                 return conn
             else:
-                origin = shared.origin_of(req.url)
-                tracked = _Tracked(current, shared, origin, protocol)
+                try:
+                    origin = shared.origin_of(req.url)
+                    tracked = _Tracked(current, shared, origin, protocol)
+                except BaseException:
+                    conn.close()  # not left open for the garbage collector to find
+                    raise
                 set_transport(protocol, tracked)
                 closed = closed_future(protocol)
                 if closed is not None:

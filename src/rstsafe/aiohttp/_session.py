@@ -219,12 +219,15 @@ with quiet_subclassing():
                 ``retries`` must be 0: backoff retries stay yours, see
                 ``rstsafe.retry_if_safe``).
             connector: A [`rstsafe.aiohttp.TCPConnector`][rstsafe.aiohttp.TCPConnector], or None to
-                build one.
+                build one. Any other connector (``aiohttp.UnixConnector``, a
+                ``BaseConnector`` of your own) makes a plain aiohttp session: no expiry, no
+                retry.
             middlewares: Your middlewares; rstsafe's runs innermost, after them.
             **kwargs: Everything else ``aiohttp.ClientSession`` takes.
         """
 
         ATTRS = SESSION_ATTRS
+        _rstsafe: Shared | None
 
         def __init__(
             self,
@@ -232,7 +235,7 @@ with quiet_subclassing():
             *,
             keepalive: KeepAlive | None = None,
             retry: RetryPolicy | None = None,
-            connector: TCPConnector | None = None,
+            connector: aiohttp.BaseConnector | None = None,
             middlewares: Sequence[Any] = (),
             **kwargs: Any,
         ) -> None:
@@ -243,80 +246,94 @@ with quiet_subclassing():
                     if name in kwargs:
                         connector_kwargs[name] = kwargs[name]
                 connector = TCPConnector(keepalive=keepalive, retry=retry, **connector_kwargs)
-            elif not isinstance(connector, TCPConnector):
-                raise TypeError(
-                    "connector must be a rstsafe.aiohttp.TCPConnector (or None), got"
-                    f" {connector!r}: rstsafe's retries need its connection facts"
-                )
             elif keepalive is not None or retry is not None:
                 raise ValueError(
                     "keepalive and retry must be given to the TCPConnector passed as"
                     " connector=, not to the session"
                 )
-            self._rstsafe = connector._rstsafe
-            if HAS_MIDDLEWARES:
-                kwargs["middlewares"] = (*middlewares, _middleware_of(self._rstsafe))
-            elif middlewares:  # pragma: no cover - aiohttp < 3.12 has no middlewares
-                raise TypeError("middlewares need aiohttp >= 3.12")
+            if not isinstance(connector, TCPConnector):
+                # Another connector (aiohttp's UnixConnector, your own BaseConnector):
+                # the session is aiohttp's, unchanged. rstsafe's expiry and retry live in
+                # its connector, and the retry needs that connector's byte counts.
+                self._rstsafe = None
+                if middlewares:
+                    kwargs["middlewares"] = middlewares
+            else:
+                self._rstsafe = connector._rstsafe
+                if HAS_MIDDLEWARES:
+                    kwargs["middlewares"] = (*middlewares, _middleware_of(self._rstsafe))
+                elif middlewares:  # pragma: no cover - aiohttp < 3.12 has no middlewares
+                    raise TypeError("middlewares need aiohttp >= 3.12")
             super().__init__(base_url, connector=connector, **kwargs)
+
+        def _shared(self) -> Shared:
+            shared = self._rstsafe
+            if shared is None:
+                raise AttributeError(
+                    "this session's connector is not a rstsafe.aiohttp.TCPConnector: it has"
+                    " no keep-alive registry or retry policy"
+                )
+            return shared
 
         @property
         def keepalive_registry(self) -> KeepAliveRegistry:
             """The per-origin keep-alive states of the connector."""
-            return self._rstsafe.registry
+            return self._shared().registry
 
         @property
         def retry_policy(self) -> RetryPolicy:
             """The retry policy."""
-            return self._rstsafe.policy
+            return self._shared().policy
 
         # A request passing its own middlewares= replaces the session's (aiohttp's rule):
-        # these keep rstsafe's, last. Plain forwarding otherwise (no extra await layer).
+        # these keep rstsafe's, last. Plain forwarding otherwise (no extra await layer),
+        # through super(): a name looked up on the aiohttp module would be this class
+        # itself wherever aiohttp.ClientSession is patched to it (the contract runs).
 
         def request(self, method: str, url: Any, **kwargs: Any) -> Any:
             """As ``aiohttp.ClientSession.request``."""
-            if "middlewares" in kwargs:
+            if "middlewares" in kwargs and self._rstsafe is not None:
                 _with_ours(self._rstsafe, kwargs)
-            return aiohttp.ClientSession.request(self, method, url, **kwargs)
+            return super().request(method, url, **kwargs)
 
         def get(self, url: Any, **kwargs: Any) -> Any:
             """As ``aiohttp.ClientSession.get``."""
-            if "middlewares" in kwargs:
+            if "middlewares" in kwargs and self._rstsafe is not None:
                 _with_ours(self._rstsafe, kwargs)
-            return aiohttp.ClientSession.get(self, url, **kwargs)
+            return super().get(url, **kwargs)
 
         def options(self, url: Any, **kwargs: Any) -> Any:
             """As ``aiohttp.ClientSession.options``."""
-            if "middlewares" in kwargs:
+            if "middlewares" in kwargs and self._rstsafe is not None:
                 _with_ours(self._rstsafe, kwargs)
-            return aiohttp.ClientSession.options(self, url, **kwargs)
+            return super().options(url, **kwargs)
 
         def head(self, url: Any, **kwargs: Any) -> Any:
             """As ``aiohttp.ClientSession.head``."""
-            if "middlewares" in kwargs:
+            if "middlewares" in kwargs and self._rstsafe is not None:
                 _with_ours(self._rstsafe, kwargs)
-            return aiohttp.ClientSession.head(self, url, **kwargs)
+            return super().head(url, **kwargs)
 
         def post(self, url: Any, **kwargs: Any) -> Any:
             """As ``aiohttp.ClientSession.post``."""
-            if "middlewares" in kwargs:
+            if "middlewares" in kwargs and self._rstsafe is not None:
                 _with_ours(self._rstsafe, kwargs)
-            return aiohttp.ClientSession.post(self, url, **kwargs)
+            return super().post(url, **kwargs)
 
         def put(self, url: Any, **kwargs: Any) -> Any:
             """As ``aiohttp.ClientSession.put``."""
-            if "middlewares" in kwargs:
+            if "middlewares" in kwargs and self._rstsafe is not None:
                 _with_ours(self._rstsafe, kwargs)
-            return aiohttp.ClientSession.put(self, url, **kwargs)
+            return super().put(url, **kwargs)
 
         def patch(self, url: Any, **kwargs: Any) -> Any:
             """As ``aiohttp.ClientSession.patch``."""
-            if "middlewares" in kwargs:
+            if "middlewares" in kwargs and self._rstsafe is not None:
                 _with_ours(self._rstsafe, kwargs)
-            return aiohttp.ClientSession.patch(self, url, **kwargs)
+            return super().patch(url, **kwargs)
 
         def delete(self, url: Any, **kwargs: Any) -> Any:
             """As ``aiohttp.ClientSession.delete``."""
-            if "middlewares" in kwargs:
+            if "middlewares" in kwargs and self._rstsafe is not None:
                 _with_ours(self._rstsafe, kwargs)
-            return aiohttp.ClientSession.delete(self, url, **kwargs)
+            return super().delete(url, **kwargs)
