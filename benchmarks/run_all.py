@@ -12,15 +12,17 @@
 - ``recovery``: the latency a stale-connection retry adds (section_recovery.py);
 - ``learning``: issue 13's targets, POST-only traffic above the default TTL, a server
   resetting after N requests, a restart under load (section_learning.py);
-- ``imports``: import time of rstsafe's modules against their hosts' (section_imports.py).
+- ``imports``: import time of rstsafe's modules against their hosts' (section_imports.py);
+- ``amplification``: attempts per request against an origin that resets every connection
+  (section_amplification.py).
 
 Order: ``overhead`` runs first and alone (it is CPU-bound and a ratio of CPU costs);
 then ``imports`` alone (it times interpreters starting); then ``recovery`` alone (it
 measures latency); then ``learning``'s request-limit and restart scenarios alone (they
-are CPU-bound); then ``matrix`` and ``reuse`` together (they are paced by sleeps, so
-they overlap without disturbing each other's figures). ``learning``'s POST-only rows
-are ``reuse``'s own; when ``reuse`` is not asked for, those runs alone are made, in
-the same slot.
+are CPU-bound), then ``amplification`` alone (counts only); then ``matrix`` and ``reuse``
+together (they are paced by sleeps, so they overlap without disturbing each other's
+figures). ``learning``'s POST-only rows are ``reuse``'s own; when ``reuse`` is not
+asked for, those runs alone are made, in the same slot.
 
 Writes ``<out>/benchmarks.md`` and ``<out>/img/benchmarks/*.png``; every figure in
 them comes from this run.
@@ -48,6 +50,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+import section_amplification
 import section_imports
 import section_learning
 import section_matrix
@@ -55,7 +58,15 @@ import section_overhead
 import section_recovery
 import section_reuse
 
-SECTIONS: tuple[str, ...] = ("matrix", "overhead", "reuse", "recovery", "learning", "imports")
+SECTIONS: tuple[str, ...] = (
+    "matrix",
+    "overhead",
+    "reuse",
+    "recovery",
+    "learning",
+    "amplification",
+    "imports",
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -234,6 +245,12 @@ def main(argv: list[str] | None = None) -> int:
         parts["recovery"] = section_recovery.render(recovery, plan.recovery, img_dir, "")
         summaries["recovery"] = section_recovery.summary(recovery)
         figures["recovery"] = section_recovery.as_json(recovery)
+    if "amplification" in sections:
+        amplification = _timed("amplification", section_amplification.run, durations)
+        assert isinstance(amplification, list)
+        parts["amplification"] = section_amplification.render(amplification)
+        summaries["amplification"] = section_amplification.summary(amplification)
+        figures["amplification"] = section_amplification.as_json(amplification)
     learning: list[section_learning.LearningRow] = []
     if "learning" in sections:
         done = _timed(

@@ -238,6 +238,7 @@ async def test_aiohttps_own_retry_stays_and_shares_the_budget(
     assert len(server.connections) == 2
 
 
+@pytest.mark.usefixtures("retries_available")
 async def test_request_methods_work_where_aiohttp_clientsession_is_patched_to_ours(
     misbehaving_server: ServerFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -262,6 +263,7 @@ async def test_request_methods_work_where_aiohttp_clientsession_is_patched_to_ou
         assert server.executions(path=f"/{method}") == 1
 
 
+@pytest.mark.usefixtures("retries_available")
 async def test_another_connector_makes_a_plain_aiohttp_session(
     misbehaving_server: ServerFactory,
 ) -> None:

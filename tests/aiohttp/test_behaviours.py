@@ -161,6 +161,7 @@ async def test_keepalive_race_no_post_meets_it(misbehaving_server: ServerFactory
     assert all(server.executions(path=f"/orders/{i}") == 1 for i in range(4))
 
 
+@pytest.mark.usefixtures("retries_available")
 async def test_keepalive_race_post_on_a_wrong_claim_fails_once_then_the_learner_avoids_it(
     misbehaving_server: ServerFactory,
 ) -> None:
@@ -317,6 +318,7 @@ async def test_idle_drop_no_post_fails(misbehaving_server: ServerFactory) -> Non
     assert all(server.executions(path=f"/r/{i}") == 1 for i in range(5))
 
 
+@pytest.mark.usefixtures("retries_available")
 async def test_idle_drop_get_retried_post_fails_only_before_learning(
     misbehaving_server: ServerFactory,
 ) -> None:

@@ -393,7 +393,7 @@ def _aiohttp_rows() -> list[_Row]:
         _Row(exc.ServerDisconnectedError, FailureKind.CLOSED, None, 3),
         _Row(exc.ClientPayloadError, FailureKind.TRUNCATED_BODY, _MAYBE, 3),
     ]
-    reset = getattr(exc, "ClientConnectionResetError", None)  # aiohttp >= 3.10
+    reset = getattr(exc, "ClientConnectionResetError", None)  # aiohttp >= 3.10.6
     if reset is not None:
         rows.append(_Row(reset, FailureKind.RESET, None, 3))
     # ClientOSError is an OSError: the errno rows further down handle it.
