@@ -91,7 +91,12 @@ FULL = Plan(
 )
 QUICK = Plan(
     overhead=section_overhead.OverheadConfig(
-        requests_requests=300, requests_rounds=3, httpx_requests=300, httpx_rounds=3
+        requests_requests=300,
+        requests_rounds=3,
+        httpx_requests=300,
+        httpx_rounds=3,
+        aiohttp_requests=300,
+        aiohttp_rounds=3,
     ),
     reuse=section_reuse.ReuseConfig(requests=100, timeout=0.2),
     recovery=section_recovery.RecoveryConfig(requests=60),

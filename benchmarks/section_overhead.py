@@ -4,8 +4,10 @@ What is measured: sequential GETs on one keep-alive connection to a loopback ser
 another process, rstsafe and plain clients interleaved round by round, median over
 rounds; and, for httpx's AsyncClient, throughput with concurrent tasks. The work is in
 ``requests_overhead.py`` (requests and urllib3, client CPU time per request) and
-``httpx_overhead.py`` (httpx sync and async, wall time per request, against nginx);
-this module calls their ``measure`` functions and reports the ratios.
+``httpx_overhead.py`` (httpx sync and async, wall time per request, against nginx) and
+``aiohttp_overhead.py`` (aiohttp's ClientSession, per request and with concurrent tasks,
+against the same server); this module calls their ``measure`` functions and reports the
+ratios.
 
 Why it matters: the target is a cost ratio of at most 1.05 (5 % slower) on the happy
 path, where rstsafe only does bookkeeping. This section is CPU-bound, so run_all runs
@@ -18,6 +20,7 @@ import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
+import aiohttp_overhead
 import httpx_overhead
 import requests_overhead
 from common import new_figure, save_figure
@@ -26,6 +29,8 @@ __all__ = ("TARGET", "OverheadConfig", "OverheadResult", "render", "run")
 
 #: The issue's target for time per request, rstsafe / plain.
 TARGET = 1.05
+#: Issue 14's bound for aiohttp's throughput under 50 tasks, rstsafe / plain.
+AIOHTTP_THROUGHPUT_TARGET = 0.97
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -37,6 +42,9 @@ class OverheadConfig:
     httpx_requests: int = 2000
     httpx_rounds: int = 7
     httpx_tasks: int = 50
+    aiohttp_requests: int = 2000
+    aiohttp_rounds: int = 7
+    aiohttp_tasks: int = 50
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +57,8 @@ class Row:
     rstsafe: float
     unit: str
     lower_is_better: bool = True
+    #: The ratio's bound: at most this for a cost, at least this for a throughput.
+    target: float = TARGET
 
     @property
     def ratio(self) -> float:
@@ -57,8 +67,12 @@ class Row:
     @property
     def meets_target(self) -> bool:
         if self.lower_is_better:
-            return self.ratio <= TARGET
-        return self.ratio >= 1 / TARGET
+            return self.ratio <= self.target
+        return self.ratio >= self.target
+
+    @property
+    def target_text(self) -> str:
+        return f"<= {self.target:g}" if self.lower_is_better else f">= {self.target:.3g}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +88,9 @@ def run(config: OverheadConfig) -> OverheadResult:
     """Run both scripts' measurements, one after the other."""
     req = requests_overhead.measure(config.requests_requests, config.requests_rounds)
     hx = httpx_overhead.measure(config.httpx_requests, config.httpx_rounds, config.httpx_tasks)
+    ah = aiohttp_overhead.measure(
+        config.aiohttp_requests, config.aiohttp_rounds, config.aiohttp_tasks
+    )
     rows = []
     for ours, plain in requests_overhead.PAIRS:
         rows.append(
@@ -100,6 +117,22 @@ def run(config: OverheadConfig) -> OverheadResult:
             hx.throughput[1],
             "requests/s",
             lower_is_better=False,
+            target=1 / TARGET,
+        ),
+        Row(
+            "rstsafe.aiohttp.ClientSession / aiohttp.ClientSession",
+            "wall",
+            *_us(ah["per_request"]),
+            "us/request",
+        ),
+        Row(
+            f"aiohttp throughput, {ah['tasks']} tasks, {ah['connections']} connections",
+            "wall",
+            ah["throughput"][0],
+            ah["throughput"][1],
+            "requests/s",
+            lower_is_better=False,
+            target=AIOHTTP_THROUGHPUT_TARGET,
         ),
     ]
     return OverheadResult(rows, hx.server, config)
@@ -131,17 +164,20 @@ def render(result: OverheadResult, img_dir: Path, img_prefix: str) -> str:
         "against a raw-socket server, client CPU time per request "
         "(`benchmarks/requests_overhead.py`). httpx: "
         f"{c.httpx_rounds} rounds of {c.httpx_requests} requests against "
-        f"{result.httpx_server}, wall time (`benchmarks/httpx_overhead.py`). "
-        f"Target: ratio <= {TARGET:g} for time per request "
-        f"(>= {1 / TARGET:.3f} for throughput).",
+        f"{result.httpx_server}, wall time (`benchmarks/httpx_overhead.py`). aiohttp: "
+        f"{c.aiohttp_rounds} rounds of {c.aiohttp_requests} requests against the same server, "
+        f"sequential and from {c.aiohttp_tasks} tasks, wall time "
+        "(`benchmarks/aiohttp_overhead.py`). "
+        f"Target: ratio <= {TARGET:g} for time per request, >= {1 / TARGET:.3f} for "
+        f"httpx's throughput, >= {AIOHTTP_THROUGHPUT_TARGET:g} for aiohttp's (issue 14).",
         "",
-        "| comparison | clock | plain | rstsafe | unit | ratio | target met |",
-        "|---|---|---:|---:|---|---:|---|",
+        "| comparison | clock | plain | rstsafe | unit | ratio | target | met |",
+        "|---|---|---:|---:|---|---:|---|---|",
     ]
     for row in result.rows:
         lines.append(
             f"| {row.label} | {row.clock} | {row.plain:.1f} | {row.rstsafe:.1f} | {row.unit} "
-            f"| **{row.ratio:.3f}** | {'yes' if row.meets_target else 'NO'} |"
+            f"| **{row.ratio:.3f}** | {row.target_text} | {'yes' if row.meets_target else 'NO'} |"
         )
     png = f"{img_prefix}overhead.png"
     _plot(result, img_dir / png)
@@ -161,10 +197,10 @@ def _plot(result: OverheadResult, path: Path) -> None:
     for row in result.rows:
         short = row.label.split(" / ")[0].replace("rstsafe.", "")
         if not row.lower_is_better:
-            short = "async throughput\n(inverted)"
+            short = f"{row.label.split()[0]} throughput\n(inverted)"
         labels.append(short)
         values.append(row.ratio if row.lower_is_better else 1 / row.ratio)
-    colors = ["tab:green" if v <= TARGET else "tab:red" for v in values]
+    colors = ["tab:green" if row.meets_target else "tab:red" for row in result.rows]
     bars = ax.bar(range(len(values)), values, color=colors)
     ax.bar_label(bars, fmt="%.3f", fontsize="small")
     ax.axhline(1.0, color="black", linewidth=1, label="1.0 (same cost)")
