@@ -22,6 +22,8 @@ Exit codes: 0 the demo ran; 1 an rstsafe client executed a non-idempotent reques
 from __future__ import annotations
 
 import argparse
+import asyncio
+import io
 import json
 import sys
 import time
@@ -55,6 +57,8 @@ from rstsafe.testing import (
 
 if TYPE_CHECKING:
     from argparse import _SubParsersAction
+
+    import aiohttp
 
 __all__ = (
     "CLIENTS",
@@ -373,6 +377,66 @@ class _RstsafeHttpx(_PlainHttpx):
         self._client = rstsafe.httpx.Client()
 
 
+#: aiohttp's ``TOO_LARGE_BYTES_BODY``: above it, a bytes body makes aiohttp warn.
+_AIOHTTP_LARGE_BYTES = 2**20
+
+
+class _PlainAiohttp:
+    """aiohttp's ClientSession, driven from the demo's worker thread by an event loop of its own.
+
+    The session is made inside that loop, at the first request (aiohttp binds a session
+    to the loop it was made in); the demo's cells run in threads, one client per cell.
+    """
+
+    def __init__(self) -> None:
+        import aiohttp
+
+        self._aiohttp = aiohttp
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._session: aiohttp.ClientSession | None = None
+
+    def _new_session(self) -> aiohttp.ClientSession:
+        return self._aiohttp.ClientSession()
+
+    async def _send(self, step: Step, url: str, timeout: float) -> int:
+        if self._session is None:
+            self._session = self._new_session()
+        limit = self._aiohttp.ClientTimeout(total=timeout)
+        body: bytes | io.BytesIO | None = step.body
+        if step.body is not None and len(step.body) > _AIOHTTP_LARGE_BYTES:
+            # aiohttp warns (ResourceWarning) about a large bytes body and asks for a file
+            # object, as its users do for uploads; such a body is not replayed, like theirs.
+            body = io.BytesIO(step.body)
+        async with self._session.request(step.method, url, data=body, timeout=limit) as response:
+            await response.read()
+            return response.status
+
+    def request(self, step: Step, url: str, timeout: float) -> int:
+        if self._loop is None:
+            self._loop = asyncio.new_event_loop()
+        return self._loop.run_until_complete(self._send(step, url, timeout))
+
+    def close(self) -> None:
+        if self._loop is None:
+            return
+        if self._session is not None:
+            self._loop.run_until_complete(self._session.close())
+        self._loop.close()
+
+
+class _RstsafeAiohttp(_PlainAiohttp):
+    """rstsafe.aiohttp.ClientSession with its defaults."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        import rstsafe.aiohttp
+
+        self._rstsafe_aiohttp = rstsafe.aiohttp
+
+    def _new_session(self) -> aiohttp.ClientSession:
+        return self._rstsafe_aiohttp.ClientSession()
+
+
 def _registry(*clients: Client) -> dict[str, Client]:
     return {client.title: client for client in clients}
 
@@ -408,6 +472,18 @@ CLIENTS: dict[str, Client] = _registry(
         library="httpx",
         variant="rstsafe",
         factory=_RstsafeHttpx,
+        on_failure="not retried",
+    ),
+    Client(
+        library="aiohttp",
+        variant="plain",
+        factory=_PlainAiohttp,
+        on_failure="not retried (aiohttp resends only idempotent requests, once, after a reuse)",
+    ),
+    Client(
+        library="aiohttp",
+        variant="rstsafe",
+        factory=_RstsafeAiohttp,
         on_failure="not retried",
     ),
 )
