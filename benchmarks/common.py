@@ -4,7 +4,9 @@ The clients are the columns of every table: plain requests, plain httpx, rstsafe
 requests and rstsafe httpx, each behind the same small interface so a workload can be
 written once; plus plain httpx async and rstsafe httpx async (``httpx.AsyncClient`` and
 ``rstsafe.httpx.AsyncClient`` on asyncio), driven through the same interface by an event
-loop of their own (:data:`ASYNC_CLIENT_NAMES`). The rstsafe ones expose their keep-alive
+loop of their own (:data:`ASYNC_CLIENT_NAMES`); and plain aiohttp and rstsafe aiohttp,
+the same way (:data:`AIOHTTP_CLIENT_NAMES`, for the scenario matrix). The rstsafe ones
+(but aiohttp's) expose their keep-alive
 registry (public API: ``HTTPAdapter.keepalive_registry`` and
 ``Transport.keepalive_registry`` / ``AsyncTransport.keepalive_registry``) so a section
 can sample the idle TTL they apply.
@@ -18,10 +20,12 @@ import statistics
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
+import aiohttp
 import httpx
 import requests
 
 import rstsafe
+import rstsafe.aiohttp
 import rstsafe.core
 import rstsafe.httpx
 import rstsafe.requests
@@ -30,9 +34,11 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 __all__ = (
+    "AIOHTTP_CLIENT_NAMES",
     "ALL_CLIENT_NAMES",
     "ASYNC_CLIENT_NAMES",
     "CLIENT_NAMES",
+    "MATRIX_CLIENT_NAMES",
     "Client",
     "error_name",
     "make_async_client",
@@ -52,8 +58,12 @@ CLIENT_NAMES: tuple[str, ...] = (
 )
 #: The async clients (httpx.AsyncClient on asyncio), plain and rstsafe.
 ASYNC_CLIENT_NAMES: tuple[str, ...] = ("plain httpx async", "rstsafe httpx async")
-#: Every client :func:`make_client` builds.
+#: Every client :func:`make_client` builds but aiohttp's (the reuse and learning sections).
 ALL_CLIENT_NAMES: tuple[str, ...] = CLIENT_NAMES + ASYNC_CLIENT_NAMES
+#: aiohttp's ClientSession, plain and rstsafe (the scenario matrix's real servers).
+AIOHTTP_CLIENT_NAMES: tuple[str, ...] = ("plain aiohttp", "rstsafe aiohttp")
+#: The real-server matrix's columns.
+MATRIX_CLIENT_NAMES: tuple[str, ...] = CLIENT_NAMES + AIOHTTP_CLIENT_NAMES
 
 
 class Client(Protocol):
@@ -149,6 +159,43 @@ class _AsyncHttpx:
             self._loop.close()
 
 
+class _Aiohttp:
+    """An ``aiohttp.ClientSession`` driven request by request on an event loop of its own.
+
+    The session is made in that loop at the first request (aiohttp binds a session to
+    the loop it is made in); the loop lives as long as the client.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._loop = asyncio.new_event_loop()
+        self._session: aiohttp.ClientSession | None = None
+
+    async def _request(self, method: str, url: str, body: bytes | None, timeout: float) -> int:
+        if self._session is None:
+            if self.name == "plain aiohttp":
+                self._session = aiohttp.ClientSession()
+            else:
+                self._session = rstsafe.aiohttp.ClientSession()
+        limit = aiohttp.ClientTimeout(total=timeout)
+        async with self._session.request(method, url, data=body, timeout=limit) as response:
+            await response.read()
+            return response.status
+
+    def request(self, method: str, url: str, body: bytes | None, timeout: float) -> int:
+        return self._loop.run_until_complete(self._request(method, url, body, timeout))
+
+    def registry(self) -> rstsafe.core.KeepAliveRegistry | None:
+        return None  # not read for aiohttp (the matrix counts failures and duplicates)
+
+    def close(self) -> None:
+        try:
+            if self._session is not None:
+                self._loop.run_until_complete(self._session.close())
+        finally:
+            self._loop.close()
+
+
 def make_async_client(
     name: str,
     keepalive: rstsafe.KeepAlive | None = None,
@@ -171,10 +218,11 @@ def make_async_client(
 
 
 def make_client(name: str, keepalive: rstsafe.KeepAlive | None = None) -> Client:
-    """Build the client called ``name`` (one of :data:`ALL_CLIENT_NAMES`).
+    """Build the client called ``name`` (one of :data:`ALL_CLIENT_NAMES` or
+    :data:`AIOHTTP_CLIENT_NAMES`).
 
-    ``keepalive`` configures the rstsafe clients (ignored by the plain ones); None
-    means rstsafe's defaults.
+    ``keepalive`` configures the rstsafe clients (ignored by the plain ones and by
+    aiohttp's, which run with defaults); None means rstsafe's defaults.
     """
     if name == "plain requests":
         return _Requests(name, requests.Session())
@@ -188,7 +236,9 @@ def make_client(name: str, keepalive: rstsafe.KeepAlive | None = None) -> Client
         return _Httpx(name, rstsafe.httpx.Client(transport=transport), transport)
     if name in ASYNC_CLIENT_NAMES:
         return _AsyncHttpx(name, *make_async_client(name, keepalive))
-    raise ValueError(f"unknown client {name!r}; expected one of {ALL_CLIENT_NAMES}")
+    if name in AIOHTTP_CLIENT_NAMES:
+        return _Aiohttp(name)
+    raise ValueError(f"unknown client {name!r}; expected one of {MATRIX_CLIENT_NAMES}")
 
 
 def error_name(exc: BaseException) -> str:

@@ -30,7 +30,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from common import CLIENT_NAMES, error_name, make_client, new_figure, save_figure
+from common import MATRIX_CLIENT_NAMES, error_name, make_client, new_figure, save_figure
 
 from rstsafe._cli.demo import Cell, run_demo
 
@@ -182,8 +182,8 @@ def run_real_servers(config: RealServerConfig) -> list[RealServerRun]:
 
     def one_server(name: str) -> list[RealServerRun]:
         with real_server(name, config.keepalive) as server:
-            with ThreadPoolExecutor(max_workers=len(CLIENT_NAMES)) as pool:
-                results = list(pool.map(lambda c: _paced(server, c, config), CLIENT_NAMES))
+            with ThreadPoolExecutor(max_workers=len(MATRIX_CLIENT_NAMES)) as pool:
+                results = list(pool.map(lambda c: _paced(server, c, config), MATRIX_CLIENT_NAMES))
             if name != "nginx":
                 executed = Counter(p for m, p in server.executed() if m == "POST")
                 for result in results:
@@ -213,7 +213,7 @@ def summary(synthetic: dict[str, dict[str, Cell]], real: list[RealServerRun]) ->
     text = "Scenario matrix, misbehaving server: " + "; ".join(parts) + "."
     if real:
         rows = []
-        for client in CLIENT_NAMES:
+        for client in MATRIX_CLIENT_NAMES:
             mine = [r for r in real if r.client == client]
             rows.append(
                 f"{client} {sum(r.failed for r in mine)}/{sum(r.requests for r in mine)} "
@@ -238,7 +238,7 @@ def render(
         "### The misbehaving server",
         "",
         "Every behaviour of `rstsafe.testing` against every client, with the workloads of "
-        "`rstsafe demo` (`rstsafe._cli.demo.SCENARIOS`: a few GETs and POSTs paced against the "
+        "`rstsafe demo` (a few GETs and POSTs paced against the "
         "behaviour's timers, a server per cell). Cells: requests that failed (the most common "
         "root cause), and extra executions of POSTs the server had already run (*dup*).",
         "",
@@ -271,17 +271,17 @@ def render(
         f"nginx, gunicorn (gthread) and uvicorn with a keep-alive of K = {config.keepalive} s; "
         f"{config.requests} requests per client alternating GET and POST, each with a unique "
         f"path, paused by K times ({pauses}) in turn, so some arrive just before the server's "
-        "close and some just after. The four clients run at once against one server per "
-        "kind. Duplicates come from the app's execution log (one line per executed request); "
-        "nginx answers from its config, so only its errors are counted. A failure names the "
-        "request that failed and the pause before it.",
+        f"close and some just after. The {len(MATRIX_CLIENT_NAMES)} clients run at once "
+        "against one server per kind. Duplicates come from the app's execution log (one "
+        "line per executed request); nginx answers from its config, so only its errors are "
+        "counted. A failure names the request that failed and the pause before it.",
         "",
-        "| server | " + " | ".join(CLIENT_NAMES) + " |",
-        "|---|" + "---|" * len(CLIENT_NAMES),
+        "| server | " + " | ".join(MATRIX_CLIENT_NAMES) + " |",
+        "|---|" + "---|" * len(MATRIX_CLIENT_NAMES),
     ]
     for server in dict.fromkeys(r.server for r in real):
         row: list[str] = []
-        for client in CLIENT_NAMES:
+        for client in MATRIX_CLIENT_NAMES:
             run_ = next(r for r in real if r.server == server and r.client == client)
             text = f"{run_.failed}/{run_.requests} failed"
             if run_.errors:
@@ -296,7 +296,7 @@ def render(
 def _plot(synthetic: dict[str, dict[str, Cell]], real: list[RealServerRun], path: Path) -> None:
     """Heatmap: share of requests failed per row (behaviour or real server) and client."""
     titles: list[str] = list(next(iter(synthetic.values())).keys()) if synthetic else []
-    titles += [c for c in CLIENT_NAMES if c not in titles]
+    titles += [c for c in MATRIX_CLIENT_NAMES if c not in titles]
     # (failed, requests, duplicates) per row and column; None where a client did not run.
     rows: dict[str, dict[str, tuple[int, int, int]]] = {
         scenario: {t: (c.failed, c.requests, c.duplicates) for t, c in cells.items()}
