@@ -191,3 +191,63 @@ def test_serve_warns_on_stderr_when_not_on_loopback(network_namespace: Namespace
     (warning,) = err.splitlines()
     assert warning.startswith("rstsafe serve: warning: MisbehavingServer bound 0.0.0.0 port ")
     assert "not a loopback address" in warning
+
+
+def test_serve_format_json_prints_one_object_per_line(serve: type[_Serve]) -> None:
+    """--format json: a "listening" object with the URL, one per execution and end, "stopped"."""
+    import json
+
+    server = serve("process-then-reset", "--no-reset", "--format", "json")
+    ready = json.loads(server.wait_for(r'^\{"event":"listening".*\}$').group(0))
+    assert ready["behaviour"] == "process-then-reset"
+    assert ready["options"] == {"reset": False}
+    assert ready["host"] == "127.0.0.1"
+    assert isinstance(ready["port"], int)
+    assert ready["port"] > 0
+    assert ready["url"] == f"http://127.0.0.1:{ready['port']}"
+    with pytest.raises(requests.ConnectionError):
+        requests.post(
+            ready["url"] + "/orders?x=1",
+            data=b"hello",
+            headers={"Idempotency-Key": "k9"},
+            timeout=10,
+        )
+    executed = json.loads(server.wait_for(r'^\{"event":"executed".*\}$').group(0))
+    assert executed == {
+        "event": "executed",
+        "t": executed["t"],
+        "connection": 1,
+        "method": "POST",
+        "path": "/orders",
+        "target": "/orders?x=1",
+        "idempotency_key": "k9",
+        "body_bytes": 5,
+    }
+    assert isinstance(executed["t"], float)
+    assert executed["t"] >= 0
+    ended = json.loads(server.wait_for(r'^\{"event":"connection-ended".*\}$').group(0))
+    assert ended["connection"] == 1
+    assert ended["end"] == "fin"
+    assert ended["requests"] == 1
+    assert ended["peer"]["host"] == "127.0.0.1"
+    assert isinstance(ended["peer"]["port"], int)
+    assert isinstance(ended["reason"], str)
+    assert ended["reason"]
+    assert 0 <= ended["accepted_t"] <= ended["t"]
+    server.process.send_signal(signal.SIGINT)
+    stopped = json.loads(server.wait_for(r'^\{"event":"stopped".*\}$').group(0))
+    assert set(stopped) == {"event", "t"}
+    assert server.process.wait(timeout=20) == 0
+    rest = server.process.stdout.read() if server.process.stdout else b""
+    assert all(json.loads(line) for line in server.lines + rest.decode().splitlines())
+
+
+def test_serve_format_text_is_the_default_log(serve: type[_Serve]) -> None:
+    """--format text prints the same lines as no --format: the URL line and Ctrl-C hint."""
+    server = serve("healthy", "--format", "text")
+    server.wait_for(
+        r"^rstsafe serve: healthy \(Healthy\(.*\)\) listening on http://127\.0\.0\.1:\d+$"
+    )
+    server.wait_for(r"^press Ctrl-C to stop$")
+    server.process.terminate()
+    assert server.process.wait(timeout=20) == 0

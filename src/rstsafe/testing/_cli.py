@@ -5,6 +5,11 @@ Ctrl-C (or SIGTERM). Options map to the behaviour's fields (``--idle``, ``--lag`
 ``--count``, ``--reset`` ...); an option the behaviour does not have is a usage error.
 ``--max-connections`` and ``--max-body`` set the server's limits; binding an address that
 is not loopback prints a warning on stderr.
+
+``--format json`` prints the same log as JSON Lines: one object per line, each with an
+``"event"`` key (``"listening"``, ``"executed"``, ``"connection-ended"``, ``"stopped"``);
+errors and warnings stay one text line on stderr. Times in it (``"t"``) are seconds since
+the server started listening.
 """
 
 from __future__ import annotations
@@ -12,14 +17,16 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import json
 import logging
 import signal
 import sys
 import threading
+import time
 from types import FrameType
 from typing import Any
 
-from rstsafe._cli import CommandLineError
+from rstsafe._cli import CommandLineError, add_format_option
 from rstsafe.testing._behaviours import BEHAVIOURS, Behaviour
 from rstsafe.testing._server import (
     DEFAULT_MAX_BODY,
@@ -87,6 +94,7 @@ def register(subparsers: Any) -> None:
         metavar="BYTES",
         help=f"largest request body; larger gets 413 (default {DEFAULT_MAX_BODY})",
     )
+    add_format_option(parser)
     group = parser.add_argument_group("behaviour options (each applies to some behaviours)")
     for field, annotation in _fields().items():
         flag = "--" + field.replace("_", "-")
@@ -141,16 +149,55 @@ def _describe(event: object) -> str:
     )
 
 
+def event_json(event: ServerEvent, *, started_at: float) -> dict[str, Any]:
+    """One event of ``--format json``: an object with ``"event"`` and the event's fields.
+
+    ``started_at`` is the ``time.monotonic()`` the server started listening at; times in
+    the object (``"t"``, ``"accepted_t"``) are seconds since then.
+    """
+    if isinstance(event, Execution):
+        return {
+            "event": "executed",
+            "t": round(event.at - started_at, 6),
+            "connection": event.connection_id,
+            "method": event.method,
+            "path": event.path,
+            "target": event.target,
+            "idempotency_key": event.idempotency_key,
+            "body_bytes": event.body_bytes,
+        }
+    assert isinstance(event, ConnectionRecord)
+    ended = event.ended_at if event.ended_at is not None else event.accepted_at
+    return {
+        "event": "connection-ended",
+        "t": round(ended - started_at, 6),
+        "connection": event.id,
+        "peer": {"host": event.peer[0], "port": event.peer[1]},
+        "accepted_t": round(event.accepted_at - started_at, 6),
+        "end": event.end.value,
+        "reason": event.reason,
+        "requests": event.requests,
+    }
+
+
 def _serve(args: argparse.Namespace) -> int:
     behaviour = _build_behaviour(args)
+    as_json = args.output_format == "json"
     print_lock = threading.Lock()
+    started_at = time.monotonic()
 
     def say(text: str) -> None:
         with print_lock:
             print(text, flush=True)
 
+    def say_json(document: dict[str, Any]) -> None:
+        say(json.dumps(document, separators=(",", ":")))
+
     def on_event(event: ServerEvent) -> None:
-        say(_describe(event))
+        if as_json:
+            say_json(event_json(event, started_at=started_at))
+        else:
+            say(_describe(event))
 
     try:
         server = MisbehavingServer(
@@ -191,8 +238,22 @@ def _serve(args: argparse.Namespace) -> int:
                 f"rstsafe serve: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr
             )
             return 1
-        say(f"rstsafe serve: {args.behaviour} ({behaviour!r}) listening on {server.url}")
-        say("press Ctrl-C to stop")
+        started_at = time.monotonic()
+        if as_json:
+            host, port = server.address[:2]
+            say_json(
+                {
+                    "event": "listening",
+                    "behaviour": args.behaviour,
+                    "options": dataclasses.asdict(behaviour),
+                    "url": server.url,
+                    "host": host,
+                    "port": port,
+                }
+            )
+        else:
+            say(f"rstsafe serve: {args.behaviour} ({behaviour!r}) listening on {server.url}")
+            say("press Ctrl-C to stop")
         with contextlib.suppress(KeyboardInterrupt):
             done.wait()
     finally:
@@ -201,5 +262,8 @@ def _serve(args: argparse.Namespace) -> int:
         logger.removeHandler(handler)
         logger.propagate = propagate
         logger.setLevel(level)
-    say("rstsafe serve: stopped")
+    if as_json:
+        say_json({"event": "stopped", "t": round(time.monotonic() - started_at, 6)})
+    else:
+        say("rstsafe serve: stopped")
     return 0

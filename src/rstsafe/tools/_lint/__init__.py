@@ -11,6 +11,7 @@ total, includes inside the configuration's root, nesting at most ``MAX_DEPTH`` d
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from rstsafe._core.keepalive import KeepAlive
@@ -133,7 +134,10 @@ def lint(
     The chain checked is: each client, then the topology file's hops, then ``upstream``,
     then the configuration files in the order HAProxy, nginx, and the application server
     (gunicorn, uvicorn, hypercorn). With no client, a topology file's ``[client]`` table
-    starts the chain.
+    starts the chain. Several clients are several chains that share the hops after them
+    (``report.chains``); findings about one client's link name it (``finding.client``),
+    and two clients of one type are told apart as ``requests.Session`` and
+    ``requests.Session#2``.
 
     Example:
         ```python
@@ -182,10 +186,22 @@ def lint(
     findings: list[Finding] = []
     files: list[str] = []
     client_hops: list[Hop] = []
+    names: dict[str, int] = {}
     for client in clients:
         facts = inspect_client(client)
-        client_hops.append(facts.hop)
-        findings.extend(facts.findings)
+        hop = facts.hop
+        names[hop.name] = names.get(hop.name, 0) + 1
+        if names[hop.name] > 1:  # two clients of one type: findings must tell them apart
+            hop = replace(hop, name=f"{hop.name}#{names[hop.name]}")
+        client_hops.append(hop)
+        findings.extend(
+            replace(
+                f,
+                client=hop.name,
+                hops=tuple(hop.name if h == facts.hop.name else h for h in f.hops),
+            )
+            for f in facts.findings
+        )
     rest: list[Hop] = []
     if topology is not None:
         loaded = load_topology(topology, somaxconn=somaxconn, inputs=inputs)
@@ -215,9 +231,12 @@ def lint(
         findings.extend(scan_file(path, inputs=inputs))
         files.append(str(path))
     findings.extend(check_chain(rest, recommended_ttl=recommended_ttl))
+    # Each client is its own chain up to the hops they share; the shared part is checked
+    # once (above), each client's own link once per client, and named after it.
+    several = len(client_hops) > 1
     for client_hop in client_hops:
         findings.extend(
-            f
+            replace(f, client=client_hop.name)
             for f in check_chain([client_hop, *rest], recommended_ttl=recommended_ttl)
             if f.hops[:1] == (client_hop.name,)
         )
@@ -225,4 +244,5 @@ def lint(
         findings=tuple(sorted(findings, key=_severity_order)),
         hops=(*client_hops, *rest),
         files=tuple(dict.fromkeys(files)),
+        chains=tuple((client_hop, *rest) for client_hop in client_hops) if several else (),
     )

@@ -71,6 +71,31 @@ def link_bound(after: Sequence[Hop]) -> Hop | None:
     return min(bounded, key=lambda hop: hop.idle_timeout or 0.0) if bounded else None
 
 
+def _how_to_set(hop: Hop, key: str, setting: str | None) -> str:
+    """Where the user sets ``key`` of ``hop``, in the terms of the input it came from.
+
+    A setting the reader knew (a config file's directive, a command line's flag, a
+    topology key) is named; a live client is told what lint can read; a ``Hop`` built in
+    Python is told its argument. A topology key is named only for a topology file's hop.
+    """
+    if setting is not None:
+        return setting
+    if hop.kind is HopKind.CLIENT and key == "upstream_idle_ttl":
+        return (
+            f"an idle TTL lint can read on {hop.name} (an rstsafe adapter or transport, "
+            "httpx's Limits(keepalive_expiry=...), or an rstsafe_keepalive attribute)"
+        )
+    return f"{key}= on the Hop for {hop.name}"
+
+
+def _fix_ttl(reuser: Hop, target: str) -> str:
+    """The fix for an unknown idle TTL: where to set it, and the value to stay under."""
+    how = _how_to_set(reuser, "upstream_idle_ttl", reuser.upstream_idle_ttl_setting)
+    if "{target}" in how:  # the setting's text says where the value goes
+        return "set " + how.replace("{target}", target)
+    return f"set {how} (at most {target})"
+
+
 def _check_link(
     reuser: Hop, path: Sequence[Hop], recommended_ttl: Callable[[float], float]
 ) -> list[Finding]:
@@ -83,7 +108,7 @@ def _check_link(
                     severity=Severity.NOTE,
                     message=f"idle timeout of {hop.name} is unknown; "
                     f"{reuser.name} could not be checked against it",
-                    fix=f"set idle_timeout for {hop.name} in the topology file",
+                    fix="set " + _how_to_set(hop, "idle_timeout", hop.idle_timeout_setting),
                     hops=(reuser.name, hop.name),
                     file=hop.source,
                     line=hop.line,
@@ -109,7 +134,7 @@ def _check_link(
                 severity=Severity.NOTE,
                 message=f"idle TTL of {reuser.name} is unknown; "
                 f"{bound_hop.name} {what} after {format_seconds(bound)}",
-                fix=f"set upstream_idle_ttl for {reuser.name} (at most {format_seconds(target)})",
+                fix=_fix_ttl(reuser, format_seconds(target)),
                 hops=hops,
                 file=file,
                 line=line,

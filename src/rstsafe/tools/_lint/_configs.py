@@ -673,11 +673,29 @@ def read_gunicorn(
             default=backlog_line is None,
         )
     )
-    detail = (
-        f"{worker} worker, keepalive {keepalive:g} s"
-        if keeps_alive
-        else f"{worker} worker: no keep-alive"
-    )
+    sync = worker in ("sync", "syncworker")
+    if sync and keepalive_line is not None and keepalive > 0:
+        # gunicorn's settings: "sync worker does not support persistent connections and
+        # will ignore this option" (keepalive); it answers `Connection: close`.
+        findings.append(
+            Finding(
+                code="RST013",
+                severity=Severity.NOTE,
+                message=f"keepalive = {keepalive:g} has no effect: the sync worker closes "
+                "every connection after its response (Connection: close)",
+                fix="use worker_class = 'gthread' (or threads > 1) or an async worker for "
+                "keep-alive, or remove the setting",
+                hops=(name,),
+                file=file,
+                line=keepalive_line,
+            )
+        )
+    if keeps_alive:
+        detail = f"{worker} worker, keepalive {keepalive:g} s"
+    elif sync:
+        detail = f"{worker} worker: closes after every response"
+    else:
+        detail = f"{worker} worker, keepalive 0: closes after every response"
     hop = Hop(
         name=name,
         kind=HopKind.SERVER,
@@ -686,6 +704,7 @@ def read_gunicorn(
         source=file,
         line=keepalive_line,
         detail=detail,
+        idle_timeout_setting=f"keepalive in {file}",
     )
     return ConfigResult(hop=hop, findings=findings, files=[file])
 
@@ -786,6 +805,24 @@ def _command_source(
         raise LintInputError(f"cannot split the {program} command line: {exc}") from None
 
 
+# Programs that serve HTTP from a command line; the first of them in a command is the one
+# that runs (`gunicorn -k uvicorn.workers.UvicornWorker` is gunicorn, with its settings).
+_SERVER_PROGRAMS = ("gunicorn", "uvicorn", "hypercorn", "daphne", "granian", "waitress-serve")
+
+
+def _program_run(argv: Sequence[str]) -> str | None:
+    """The server program a command line runs (``python -m uvicorn`` included), if any."""
+    for index, arg in enumerate(argv):
+        word = os.path.basename(arg)
+        if word.endswith(".exe"):
+            word = word[:-4]
+        if word in _SERVER_PROGRAMS:
+            return word
+        if arg == "-m" and index + 1 < len(argv) and argv[index + 1] in _SERVER_PROGRAMS:
+            return argv[index + 1]
+    return None
+
+
 def _server_from_command(
     command: str | Path,
     *,
@@ -798,6 +835,24 @@ def _server_from_command(
     inputs: Inputs | None,
 ) -> ConfigResult:
     argv, source, line = _command_source(command, program, inputs)
+    keepalive_flag = next(flag for flag, key in flags.items() if key == "keepalive")
+    runs = _program_run(argv)
+    if runs is not None and runs != program:
+        # Read with another server's flags and defaults, the hop would be wrong without a
+        # word said; the option names the server whose settings apply.
+        hint = (
+            "; pass gunicorn's config file with --gunicorn (gunicorn=), whose keepalive "
+            "applies to its workers, uvicorn's included"
+            if runs == "gunicorn"
+            else f"; pass it with --{runs}"
+            if runs in ("uvicorn", "hypercorn")
+            else ""
+        )
+        raise LintInputError(
+            f"{program}= (--{program}) was given a command that runs {runs}, not {program}{hint}",
+            file=source if line is not None else None,
+            line=line,
+        )
     try:
         options = _options(argv, flags)
         keepalive = finite_seconds(
@@ -828,6 +883,7 @@ def _server_from_command(
         source=source if is_file else None,
         line=line,
         detail=f"keep-alive {keepalive:g} s" + ("" if "keepalive" in options else " (default)"),
+        idle_timeout_setting=f"{keepalive_flag} on the {program} command line",
     )
     return ConfigResult(hop=hop, findings=findings, files=[source] if is_file else [])
 
@@ -1187,5 +1243,11 @@ def read_haproxy(
         line=idle[1] if idle is not None else None,
         detail=(f"client idle {idle[0]:g} s" if idle is not None else "client idle unknown")
         + ("; reuses server connections" if reuses else ""),
+        idle_timeout_setting=f"timeout http-keep-alive (and timeout client) in {file}",
+        # haproxy.cfg has no idle TTL for server connections that lint can compare (idle
+        # ones are purged over pool-purge-delay); what can be set there is http-reuse.
+        upstream_idle_ttl_setting=f"http-reuse never in {file} (it has no idle TTL for "
+        f"server connections lint can check), or state {name}'s idle TTL of at most "
+        "{target} as upstream_idle_ttl in a topology file (--topology)",
     )
     return ConfigResult(hop=hop, findings=findings, files=[file])

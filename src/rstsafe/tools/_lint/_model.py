@@ -71,6 +71,10 @@ class Hop:
         upstream_source: The file that sets ``upstream_idle_ttl``, when not ``source``.
         upstream_line: The line that sets ``upstream_idle_ttl``.
         detail: A short note on where the values came from ("nginx default").
+        idle_timeout_setting: What sets ``idle_timeout`` where the hop was read from, in
+            the input's own terms (``"timeout http-keep-alive in haproxy.cfg"``); used in
+            fixes. None: lint names the topology key or the ``Hop`` argument.
+        upstream_idle_ttl_setting: The same for ``upstream_idle_ttl``.
     """
 
     name: str
@@ -85,6 +89,8 @@ class Hop:
     upstream_source: str | None = None
     upstream_line: int | None = None
     detail: str = ""
+    idle_timeout_setting: str | None = None
+    upstream_idle_ttl_setting: str | None = None
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -156,8 +162,8 @@ RULES: dict[str, Rule] = {
             "RST004",
             Severity.NOTE,
             "idle timeout unknown",
-            "A hop's idle timeout could not be determined, so the rule could not be checked "
-            "for it. Set it in the topology file.",
+            "A hop's idle timeout (or a reuser's idle TTL) could not be determined, so the "
+            "rule could not be checked for it. Set it where the hop is configured.",
             (),
         ),
         Rule(
@@ -184,6 +190,15 @@ RULES: dict[str, Rule] = {
             "given (or include_root), so lint did not open it: settings in it were not "
             "checked. Files outside the root are never read unless allowed, so that a "
             "configuration cannot make lint read, or quote, arbitrary files.",
+            (),
+        ),
+        Rule(
+            "RST013",
+            Severity.NOTE,
+            "setting has no effect",
+            "A setting is present but the server ignores it in the mode it runs in (gunicorn's "
+            "keepalive with the sync worker, which closes after every response), so the value "
+            "written there is not what happens.",
             (),
         ),
         Rule(
@@ -249,6 +264,8 @@ class Finding:
         hops: The names of the hops concerned, in chain order.
         file: The file it was found in, when it came from one.
         line: The 1-based line in ``file``.
+        client: The client whose chain it is about, when several clients were checked
+            (or the finding is about a client object); None: it holds for every client.
     """
 
     code: str
@@ -258,6 +275,7 @@ class Finding:
     hops: tuple[str, ...] = ()
     file: str | None = None
     line: int | None = None
+    client: str | None = None
 
     def __post_init__(self) -> None:
         if self.code not in RULES:
@@ -275,13 +293,23 @@ class LintReport:
 
     Args:
         findings: The findings, errors first.
-        hops: The chain the rule was checked over, client first.
+        hops: Every hop checked, each once: the clients first, then the hops they share.
         files: The files read.
+        chains: One chain per client, client first, each to the end; clients share the
+            hops after their own. Empty: ``hops`` is the one chain.
     """
 
     findings: tuple[Finding, ...] = ()
     hops: tuple[Hop, ...] = ()
     files: tuple[str, ...] = field(default=())
+    chains: tuple[tuple[Hop, ...], ...] = ()
+
+    @property
+    def all_chains(self) -> tuple[tuple[Hop, ...], ...]:
+        """``chains``, or ``(hops,)`` when none were given (no client, or one)."""
+        if self.chains:
+            return self.chains
+        return (self.hops,) if self.hops else ()
 
     @property
     def errors(self) -> tuple[Finding, ...]:

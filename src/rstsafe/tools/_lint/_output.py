@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -9,11 +10,21 @@ from pathlib import Path
 from typing import Any
 
 from rstsafe.tools._lint._chain import format_seconds
-from rstsafe.tools._lint._model import RULES, Finding, Hop, LintReport, Severity
+from rstsafe.tools._lint._model import RULES, Finding, Hop, HopKind, LintReport, Severity
 
-__all__ = ("render", "to_json", "to_sarif", "to_text")
+__all__ = ("DOCS_URL", "FINGERPRINT_KEY", "help_uri", "render", "to_json", "to_sarif", "to_text")
 
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
+# The documentation's root, as in pyproject.toml's [project.urls] Documentation (a test
+# keeps the two equal); SARIF's informationUri, and each rule's helpUri below it.
+DOCS_URL = "https://rstsafe.readthedocs.io/en/latest/"
+# partialFingerprints key: bump the version if what is hashed changes.
+FINGERPRINT_KEY = "rstsafeFinding/v1"
+
+
+def help_uri(code: str) -> str:
+    """The documentation of finding ``code``: its anchor on the tools page."""
+    return f"{DOCS_URL}tools/#{code.lower()}"
 
 
 def _counts(report: LintReport) -> dict[str, int]:
@@ -29,7 +40,9 @@ def _plural(count: int, word: str) -> str:
 
 def _hop_summary(hop: Hop) -> str:
     parts: list[str] = []
-    if hop.accepts or hop.kind.value == "middlebox":
+    if hop.accepts and hop.idle_timeout == 0:
+        parts.append("closes after every response")
+    elif hop.accepts or hop.kind is HopKind.MIDDLEBOX:
         parts.append(
             "idle ?" if hop.idle_timeout is None else f"idle {format_seconds(hop.idle_timeout)}"
         )
@@ -52,8 +65,21 @@ def to_text(report: LintReport) -> str:
             )
         )
     ]
-    if report.hops:
-        lines.append("chain: " + " -> ".join(_hop_summary(hop) for hop in report.hops))
+    chains = report.all_chains
+    if len(chains) == 1:
+        lines.append("chain: " + " -> ".join(_hop_summary(hop) for hop in chains[0]))
+    elif chains:
+        lines.append("chains:")
+        seen: dict[int, int] = {}  # id(hop) -> the chain that drew it first
+        for number, chain in enumerate(chains, start=1):
+            drawn: list[str] = []
+            for hop in chain:
+                if id(hop) in seen:
+                    drawn.append(f"{hop.name} (shared: chain {seen[id(hop)]} from here)")
+                    break
+                seen[id(hop)] = number
+                drawn.append(_hop_summary(hop))
+            lines.append(f"  {number}: " + " -> ".join(drawn))
     for finding in report.findings:
         where = ""
         if finding.file is not None:
@@ -63,6 +89,8 @@ def to_text(report: LintReport) -> str:
         lines.append(f"{finding.severity.value:<7} {finding.code}{where}{hops}")
         lines.append(f"        {finding.message}")
         lines.append(f"        fix: {finding.fix}")
+        if finding.client is not None and len(chains) > 1:
+            lines.append(f"        client: {finding.client}")
     return "\n".join(lines) + "\n"
 
 
@@ -76,22 +104,40 @@ def _finding_dict(finding: Finding) -> dict[str, Any]:
         "hops": list(finding.hops),
         "file": finding.file,
         "line": finding.line,
+        "client": finding.client,
         "causes": list(finding.rule.causes),
     }
 
 
-def _seconds(value: float | None) -> float | str | None:
-    if value is None:
-        return None
-    return "unbounded" if value == math.inf else value
+def _idle_state(hop: Hop) -> str:
+    if not (hop.accepts or hop.kind is HopKind.MIDDLEBOX):
+        return "not-accepting"
+    if hop.idle_timeout is None:
+        return "unknown"
+    return "closes-after-response" if hop.idle_timeout == 0 and hop.accepts else "seconds"
+
+
+def _ttl_state(hop: Hop) -> str:
+    if not hop.reuses:
+        return "not-reused"
+    if hop.upstream_idle_ttl is None:
+        return "unknown"
+    return "unbounded" if hop.upstream_idle_ttl == math.inf else "seconds"
 
 
 def _hop_dict(hop: Hop) -> dict[str, Any]:
+    ttl_state = _ttl_state(hop)
+    idle_state = _idle_state(hop)
     return {
         "name": hop.name,
         "kind": hop.kind.value,
-        "idle_timeout": _seconds(hop.idle_timeout),
-        "upstream_idle_ttl": _seconds(hop.upstream_idle_ttl) if hop.reuses else None,
+        # Numbers or null, never strings; the *_state fields say what a null means.
+        "idle_timeout": hop.idle_timeout
+        if idle_state in ("seconds", "closes-after-response")
+        else None,
+        "idle_timeout_state": idle_state,
+        "upstream_idle_ttl": hop.upstream_idle_ttl if ttl_state == "seconds" else None,
+        "upstream_idle_ttl_state": ttl_state,
         "reuses_upstream": hop.reuses,
         "max_requests": hop.max_requests,
         "backlog": hop.backlog,
@@ -101,11 +147,25 @@ def _hop_dict(hop: Hop) -> dict[str, Any]:
     }
 
 
+def _chain_dict(chain: tuple[Hop, ...]) -> dict[str, Any]:
+    first = chain[0] if chain else None
+    return {
+        "client": first.name if first is not None and first.kind is HopKind.CLIENT else None,
+        "hops": [hop.name for hop in chain],
+    }
+
+
 def to_json(report: LintReport) -> str:
-    """A JSON document: ``{"summary", "chain", "findings", "files"}``."""
+    """A JSON document: ``{"summary", "chain", "chains", "findings", "files"}``.
+
+    ``chain`` lists every hop once (clients first); ``chains`` gives each client's chain
+    by hop name. Every duration is a number of seconds or ``null``; the hop's
+    ``idle_timeout_state`` and ``upstream_idle_ttl_state`` say what a null means.
+    """
     document = {
         "summary": {**_counts(report), "ok": report.ok},
         "chain": [_hop_dict(hop) for hop in report.hops],
+        "chains": [_chain_dict(chain) for chain in report.all_chains],
         "findings": [_finding_dict(finding) for finding in report.findings],
         "files": list(report.files),
     }
@@ -122,6 +182,18 @@ def _artifact_uri(file: str) -> str:
     return path.as_posix()
 
 
+def fingerprint(finding: Finding) -> str:
+    """A stable identity of ``finding``: its rule, location and hops, not its message.
+
+    The message carries numbers that change with the configuration (a TTL, a timeout);
+    the fingerprint stays the same across runs as long as the same rule fires at the same
+    place for the same hops, so code scanning tracks one alert rather than a new one.
+    """
+    uri = _artifact_uri(finding.file) if finding.file is not None else ""
+    key = "\0".join((finding.code, uri, str(finding.line or 0), *finding.hops))
+    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
 def to_sarif(report: LintReport, *, tool_version: str = "0") -> str:
     """A SARIF 2.1.0 log with one run; every rule is described in ``tool.driver.rules``."""
     codes = sorted(RULES)
@@ -135,6 +207,7 @@ def to_sarif(report: LintReport, *, tool_version: str = "0") -> str:
             "shortDescription": {"text": RULES[code].title},
             "fullDescription": {"text": RULES[code].explanation},
             "help": {"text": RULES[code].explanation},
+            "helpUri": help_uri(code),
             "defaultConfiguration": {"level": RULES[code].severity.value},
             "properties": {"causes": list(RULES[code].causes)},
         }
@@ -148,7 +221,10 @@ def to_sarif(report: LintReport, *, tool_version: str = "0") -> str:
             "level": finding.severity.value,
             "message": {"text": f"{finding.message}. Fix: {finding.fix}"},
             "properties": {"hops": list(finding.hops), "fix": finding.fix},
+            "partialFingerprints": {FINGERPRINT_KEY: fingerprint(finding)},
         }
+        if finding.client is not None:
+            result["properties"]["client"] = finding.client
         if finding.file is not None:
             location: dict[str, Any] = {"artifactLocation": {"uri": _artifact_uri(finding.file)}}
             if finding.line:
@@ -164,6 +240,7 @@ def to_sarif(report: LintReport, *, tool_version: str = "0") -> str:
                     "driver": {
                         "name": "rstsafe lint",
                         "version": tool_version,
+                        "informationUri": DOCS_URL,
                         "rules": rules,
                     }
                 },

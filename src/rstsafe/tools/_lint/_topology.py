@@ -299,6 +299,18 @@ def _read_client(table: Any, file: str, text: str) -> Hop | None:
         source=file,
         line=line,
         detail=detail,
+        upstream_idle_ttl_setting=f"idle_ttl (or library) in the [client] table of {file}",
+    )
+
+
+def _in_topology(hop: Hop, file: str, line: int | None) -> Hop:
+    """``hop`` as defined in the topology file ``file``: its values are set there."""
+    return replace(
+        hop,
+        source=file,
+        line=line,
+        idle_timeout_setting=f"idle_timeout for {hop.name} in {file}",
+        upstream_idle_ttl_setting=f"upstream_idle_ttl for {hop.name} in {file}",
     )
 
 
@@ -359,13 +371,13 @@ def _read_hop(
             hop = hop_from_preset(preset, name=name)
         except ValueError as exc:
             raise LintInputError(str(exc), file=file, line=line) from None
-        hop = replace(hop, source=file, line=line)
+        hop = _in_topology(hop, file, line)
     else:
         if "kind" not in table:
             raise LintInputError(
                 "a hop needs a preset, a config file (nginx = ...) or a kind", file=file, line=line
             )
-        hop = Hop(name=name or f"hop{line or ''}", kind=HopKind.SERVER, source=file, line=line)
+        hop = _in_topology(Hop(name=name or f"hop{line or ''}", kind=HopKind.SERVER), file, line)
     changes: dict[str, Any] = {}
     if "kind" in table:
         kinds = ", ".join(kind.value for kind in HopKind if kind is not HopKind.CLIENT)
