@@ -59,16 +59,23 @@ class _Headings(HTMLParser):
         super().__init__()
         self.headings: dict[str, str] = {}
         self._open: list[tuple[str, list[str]]] = []
+        self._in_permalink = False
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if re.fullmatch(r"h[1-6]", tag):
             self._open.append((dict(attrs).get("id") or "", []))
+        elif tag == "a" and "headerlink" in (dict(attrs).get("class") or "").split():
+            self._in_permalink = True  # the heading's permalink sign is not its text
 
     def handle_data(self, data: str) -> None:
+        if self._in_permalink:
+            return
         for _, text in self._open:
             text.append(data)
 
     def handle_endtag(self, tag: str) -> None:
+        if tag == "a":
+            self._in_permalink = False
         if re.fullmatch(r"h[1-6]", tag) and self._open:
             ident, text = self._open.pop()
             if ident:
@@ -83,7 +90,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     result = subprocess.run(
         [
             sys.executable,
-            *("-m", "mkdocs", "build", "--strict", "--quiet"),
+            *("-m", "mkdocs", "build", "--strict"),
             *("--config-file", str(ROOT / "mkdocs.yml"), "--site-dir", str(out)),
         ],
         cwd=ROOT,
