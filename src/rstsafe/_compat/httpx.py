@@ -25,7 +25,9 @@ The touch points:
 3. :data:`POLLED_STREAMS`: httpcore's own stream classes (``httpcore._backends``), only
    to recognise them: their ``is_readable`` is a poll of the socket they also return as
    ``get_extra_info("socket")``, which rstsafe then polls directly (see
-   ``rstsafe.httpx._network``). Should they move, every stream is simply asked.
+   ``rstsafe.httpx._network``). Should they move, every stream is simply asked. Read on
+   first use: httpcore (and with it anyio, trio and h2 when installed) is imported at the
+   first transport built, as httpx imports it, never at ``import rstsafe.httpx``.
 """
 
 from __future__ import annotations
