@@ -25,17 +25,21 @@ The touch points:
 3. :data:`POLLED_STREAMS`: httpcore's own stream classes (``httpcore._backends``), only
    to recognise them: their ``is_readable`` is a poll of the socket they also return as
    ``get_extra_info("socket")``, which rstsafe then polls directly (see
-   ``rstsafe.httpx._network``). Should they move, every stream is simply asked.
+   ``rstsafe.httpx._network``). Should they move, every stream is simply asked. Read on
+   first use: httpcore (and with it anyio, trio and h2 when installed) is imported at the
+   first transport built, as httpx imports it, never at ``import rstsafe.httpx``.
 """
 
 from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpcore
 import httpx
+
+if TYPE_CHECKING:
+    import httpcore
 
 __all__ = (
     "POLLED_STREAMS",
@@ -45,13 +49,27 @@ __all__ = (
     "transport_arguments",
 )
 
-try:  # httpcore's own stream classes, only to recognise them (touch point 3)
-    from httpcore._backends.anyio import AnyIOStream as _AnyIOStream
-    from httpcore._backends.sync import SyncStream as _SyncStream
-except ImportError:  # pragma: no cover - a future httpcore: always ask the stream
-    POLLED_STREAMS: frozenset[type] = frozenset()
-else:
-    POLLED_STREAMS = frozenset({_AnyIOStream, _SyncStream})
+if TYPE_CHECKING:
+    POLLED_STREAMS: frozenset[type]
+
+
+def _polled_streams() -> frozenset[type]:
+    try:  # httpcore's own stream classes, only to recognise them (touch point 3)
+        from httpcore._backends.anyio import AnyIOStream
+        from httpcore._backends.sync import SyncStream
+    except ImportError:  # pragma: no cover - a future httpcore: always ask the stream
+        return frozenset()
+    return frozenset({AnyIOStream, SyncStream})
+
+
+def __getattr__(name: str) -> Any:
+    # httpcore (with anyio, trio and h2 when installed) is imported when first needed, as
+    # httpx imports it: at the first transport built, not at ``import rstsafe.httpx``.
+    if name == "POLLED_STREAMS":
+        value = globals()["POLLED_STREAMS"] = _polled_streams()
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 # httpx 0.27 accepts "socks5" only; 0.28 added "socks5h" (resolved by the proxy, which
 # httpcore's SOCKS client does for both anyway).
@@ -104,6 +122,8 @@ def _ssl_context(verify: Any, cert: Any, trust_env: bool, http2: bool) -> Any:
 
 
 def _proxy_url(proxy: httpx.Proxy) -> httpcore.URL:
+    import httpcore
+
     return httpcore.URL(
         scheme=proxy.url.raw_scheme,
         host=proxy.url.raw_host,
@@ -135,6 +155,8 @@ def build_pool(
     direct pool only; ``socket_options`` to a direct or HTTP proxy pool, not SOCKS;
     ``proxy_headers`` and ``proxy_ssl_context`` to an HTTP proxy only.
     """
+    import httpcore  # as httpx: at the first transport built, not at import
+
     proxy = httpx.Proxy(url=proxy) if isinstance(proxy, (str, httpx.URL)) else proxy
     ssl_context = _ssl_context(verify, cert, trust_env, http2)
     common: dict[str, Any] = {

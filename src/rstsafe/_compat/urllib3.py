@@ -15,7 +15,6 @@ Public names used instead of private ones: ``urllib3.Timeout.DEFAULT_TIMEOUT`` (
 
 from __future__ import annotations
 
-import importlib.metadata
 import inspect
 from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
@@ -59,6 +58,8 @@ OVERRIDDEN: Final[dict[tuple[type[Any], str], tuple[str, ...]]] = {
 
 def problems() -> list[str]:
     """What no longer matches in the installed urllib3 (empty when everything does)."""
+    import importlib.metadata  # here, not at import
+
     version = importlib.metadata.version("urllib3")
     found = []
     for (cls, name), expected in OVERRIDDEN.items():

@@ -31,7 +31,6 @@ the failure's delivery.
 from __future__ import annotations
 
 import dataclasses
-import pickle
 from typing import Any, ClassVar
 
 from rstsafe._core.classify import Delivery, Failure, FailureKind
@@ -139,6 +138,8 @@ def _picklable_history(history: RetryHistory) -> RetryHistory:
 
 def _picklable(value: Any) -> Any:
     """``value`` if it pickles, else None (a host exception holding a socket or a pool)."""
+    import pickle  # here (loaded by then when pickling): ``import rstsafe.requests`` needs none
+
     try:
         pickle.dumps(value)
     except Exception:

@@ -18,7 +18,6 @@ import socket
 import time
 from collections.abc import Callable, Iterator
 
-import httpcore
 import httpx
 
 from rstsafe._core.attempts import ConnectionLife
@@ -257,6 +256,8 @@ class _Tracker:
                     # request in one pass); this one must not risk it. Nothing is
                     # written: httpcore closes the connection and assigns another.
                     self.recheck_at = float("-inf")
+                    import httpcore  # loaded by then (the pool runs); not at import
+
                     raise httpcore.ConnectionNotAvailable(
                         "rstsafe: connection idle past its TTL, kept for a request that"
                         " may probe; this request goes on another connection"
@@ -274,6 +275,8 @@ class _Tracker:
                     # is written: httpcore closes it and assigns another (a fresh one).
                     self.recheck_at = float("-inf")
                     self.checked_idle(is_open=True)
+                    import httpcore  # loaded by then (the pool runs); not at import
+
                     raise httpcore.ConnectionNotAvailable(
                         f"rstsafe: {reason}; this request goes on a fresh connection"
                     )

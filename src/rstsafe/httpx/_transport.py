@@ -39,7 +39,7 @@ from __future__ import annotations
 import contextvars
 import dataclasses
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -51,7 +51,6 @@ from rstsafe._core.idempotency import replayability
 from rstsafe._core.keepalive import KeepAlive, KeepAliveRegistry
 from rstsafe._core.retry import RetryAction, RetryPolicy
 from rstsafe.httpx._errors import error_pair
-from rstsafe.httpx._network import _AsyncBackend, _Backend
 from rstsafe.httpx._state import (
     _CURRENT,
     _Attempt,
@@ -60,6 +59,9 @@ from rstsafe.httpx._state import (
     _Shared,
 )
 from rstsafe.sockets._helpers import httpx_socket_options
+
+if TYPE_CHECKING:
+    from rstsafe.httpx._network import _AsyncBackend, _Backend
 
 __all__ = ("AsyncTransport", "Transport", "checked_retry_policy")
 
@@ -269,7 +271,9 @@ class _TransportMixin:
     """Construction and introspection shared by ``Transport`` and ``AsyncTransport``."""
 
     _host_class: type[httpx.HTTPTransport] | type[httpx.AsyncHTTPTransport]
-    _backend_class: type[_Backend] | type[_AsyncBackend]
+    #: Whether the async back end serves the pool (``rstsafe.httpx._network``, loaded
+    #: with httpcore at the first transport built, as httpx loads httpcore).
+    _is_async: bool
     _shared: _Shared
     _pool: Any
 
@@ -297,12 +301,15 @@ class _TransportMixin:
         self._shared = shared
         arguments["limits"] = _inner_limits(limits, config, http2)
         arguments["socket_options"] = httpx_socket_options(arguments["socket_options"])
-        backend = self._backend_class(shared, limits.max_connections)
+        from rstsafe.httpx import _network
+
+        backend_class: type[_Backend] | type[_AsyncBackend] = (
+            _network._AsyncBackend if self._is_async else _network._Backend
+        )
+        backend = backend_class(shared, limits.max_connections)
         # httpx.HTTPTransport.__init__ only builds this pool; rstsafe builds the same one
         # with its network back end (httpx takes no network_backend=).
-        self._pool = build_pool(
-            is_async=self._backend_class is _AsyncBackend, network_backend=backend, **arguments
-        )
+        self._pool = build_pool(is_async=self._is_async, network_backend=backend, **arguments)
         self._backend = backend
 
     @property
@@ -359,7 +366,7 @@ class Transport(_TransportMixin, httpx.HTTPTransport):
     """
 
     _host_class = _HTTPTransport
-    _backend_class = _Backend
+    _is_async = False
 
     def __init__(
         self,
@@ -397,7 +404,7 @@ class AsyncTransport(_TransportMixin, httpx.AsyncHTTPTransport):
     """
 
     _host_class = _AsyncHTTPTransport
-    _backend_class = _AsyncBackend
+    _is_async = True
 
     def __init__(
         self,

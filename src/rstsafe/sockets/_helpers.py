@@ -22,8 +22,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeAlias, cast
 
-from urllib3.connection import HTTPConnection
-
 from rstsafe._core.clock import MonotonicClock
 
 __all__ = (
@@ -335,6 +333,8 @@ def urllib3_socket_options(
     ``[(IPPROTO_TCP, TCP_NODELAY, 1)]``). Use the result as
     ``urllib3.PoolManager(socket_options=...)`` or ``HTTPAdapter``'s pool keyword arguments.
     """
+    from urllib3.connection import HTTPConnection  # here: rstsafe.httpx loads no urllib3
+
     extra = keepalive_options() if options is None else options
     merged = _merge(HTTPConnection.default_socket_options, extra)
     return [(level, name, value) for level, name, value in merged]
