@@ -52,6 +52,28 @@ def test_all_lists_every_public_class_and_function_defined_here(name: str) -> No
     assert own <= set(module.__all__), sorted(own - set(module.__all__))
 
 
+@pytest.mark.parametrize("name", PUBLIC_MODULES)
+def test_exported_errors_name_their_public_module(name: str) -> None:
+    """Tracebacks and pickles name an exported error by its public module, never a private one."""
+    import pickle
+
+    module = importlib.import_module(name)
+    errors = [
+        getattr(module, n)
+        for n in module.__all__
+        if isinstance(getattr(module, n), type) and issubclass(getattr(module, n), BaseException)
+    ]
+    private = [
+        f"{e.__module__}.{e.__qualname__}"
+        for e in errors
+        if e.__module__.startswith("rstsafe") and "._" in e.__module__
+    ]
+    assert not private, f"{name} exports errors named by a private module: {private}"
+    for error in errors:
+        if error.__module__.startswith("rstsafe"):
+            assert pickle.loads(pickle.dumps(error)) is error
+
+
 def test_import_rstsafe_loads_no_tool_no_pool_and_no_asyncio() -> None:
     """A fresh ``import rstsafe`` loads rstsafe's root module and nothing heavy."""
     code = (

@@ -31,6 +31,7 @@ the failure's delivery.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
 from rstsafe._core.classify import Delivery, Failure, FailureKind
@@ -42,6 +43,7 @@ __all__ = (
     "RstsafeError",
     "describe_failure",
     "error_for",
+    "publish_errors",
 )
 
 _PREPOSITION = {
@@ -309,3 +311,29 @@ def error_for(
         message = describe_failure(failure, history=history, keepalive=keepalive)
     cls = not_sent_cls if failure.delivery is Delivery.NOT_SENT else maybe_sent_cls
     return cls(message, failure=failure, history=history, **kwargs)
+
+
+def publish_errors(module: str, namespace: Mapping[str, object], names: Iterable[str]) -> None:
+    """Give the exception classes among ``names`` the public module that exports them.
+
+    A traceback's last line and a pickle name a class by its ``__module__``: with this,
+    users read (and pickles refer to) ``rstsafe.requests.NotSentConnectionError``, not the
+    private module it is written in. Only classes of a private submodule of ``module``
+    are renamed; each must be exported by ``module`` under its own name, so that pickle
+    finds it there.
+    """
+    for name in names:
+        obj = namespace[name]
+        if (
+            isinstance(obj, type)
+            and issubclass(obj, BaseException)
+            and obj.__module__.startswith(module + "._")
+            and obj.__qualname__ == name
+        ):
+            obj.__module__ = module
+
+
+# The root exports these (lazily: pickle's lookup of rstsafe.RstsafeError imports them).
+publish_errors(
+    "rstsafe", globals(), ("RstsafeError", "RequestNotSentError", "RequestMaybeSentError")
+)

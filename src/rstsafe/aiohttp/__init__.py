@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from rstsafe._compat.aiohttp import HAS_MIDDLEWARES
 from rstsafe._compat.aiohttp import check as _check_host
+from rstsafe._core.errors import publish_errors as _publish_errors
 
 _check_host()
 
@@ -71,3 +72,6 @@ __all__ = (
     "NotSentSocketTimeoutError",
     "TCPConnector",
 )
+
+# Tracebacks and pickles name the errors by this module, not the private one they live in.
+_publish_errors(__name__, globals(), __all__)

@@ -27,6 +27,7 @@ other failure is httpx's own exception, unchanged.
 
 from __future__ import annotations
 
+from rstsafe._core.errors import publish_errors as _publish_errors
 from rstsafe.httpx._client import AsyncClient, Client
 from rstsafe.httpx._errors import (
     MaybeSentConnectError,
@@ -92,3 +93,6 @@ __all__ = (
     "Transport",
     "error_classes",
 )
+
+# Tracebacks and pickles name the errors by this module, not the private one they live in.
+_publish_errors(__name__, globals(), __all__)

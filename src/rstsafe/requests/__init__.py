@@ -16,6 +16,7 @@ with rstsafe.requests.Session() as session:
 
 from __future__ import annotations
 
+from rstsafe._core.errors import publish_errors as _publish_errors
 from rstsafe.requests._adapter import (
     ConnectTimeout,
     HTTPAdapter,
@@ -33,3 +34,6 @@ __all__ = (
     "NotSentConnectionError",
     "Session",
 )
+
+# Tracebacks and pickles name the errors by this module, not the private one they live in.
+_publish_errors(__name__, globals(), __all__)

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Generic, NoReturn, Protocol, TypeVar, Union, cast
 
 from rstsafe._core.clock import Clock, MonotonicClock, jittered
-from rstsafe._core.errors import RstsafeError
+from rstsafe._core.errors import RstsafeError, publish_errors
 from rstsafe.sockets._helpers import graceful_close
 
 __all__ = (
@@ -1002,3 +1002,17 @@ class AsyncPool(_PoolBase[T]):
     async def _close_quietly(self, conn: T) -> None:
         with contextlib.suppress(Exception):
             await (_aclose_default(conn) if self._close is None else self._close(conn))
+
+
+# rstsafe.sockets exports these (lazily: pickle's lookup there imports this module).
+publish_errors(
+    "rstsafe.sockets",
+    globals(),
+    (
+        "PoolError",
+        "PoolClosedError",
+        "PoolTimeoutError",
+        "HeartbeatTimeoutError",
+        "NoHealthyConnectionError",
+    ),
+)

@@ -16,6 +16,7 @@ response = http.request("GET", "https://example.org/")
 
 from __future__ import annotations
 
+from rstsafe._core.errors import publish_errors as _publish_errors
 from rstsafe.urllib3._pools import (
     HTTPConnection,
     HTTPConnectionPool,
@@ -43,3 +44,6 @@ __all__ = (
     "ProxyManager",
     "proxy_from_url",
 )
+
+# Tracebacks and pickles name the errors by this module, not the private one they live in.
+_publish_errors(__name__, globals(), __all__)
