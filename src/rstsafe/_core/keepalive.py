@@ -345,6 +345,9 @@ class _Close:
     served: int | None
     liveness_check: bool
     opened_at: float | None = None
+    # Explained by a request limit already known (learned or announced): not part of a
+    # restart burst, whatever its timing.
+    by_limit: bool = False
     # What applying it as idle evidence changed, to undo it when a pattern explains it.
     applied: bool = False
     upper_before: float | None = None
@@ -402,6 +405,7 @@ class OriginKeepAlive:
     """
 
     __slots__ = (
+        "_burst_at",
         "_clock",
         "_closes",
         "_config",
@@ -451,6 +455,7 @@ class OriginKeepAlive:
         self._learned_at: float | None = None
         self._pending_stale: float | None = None
         self._max_requests: int | None = None
+        self._burst_at: float | None = None
         self._closes: collections.deque[_Close] = collections.deque(maxlen=CLOSE_HISTORY)
         #: Requests and retries of this origin, for ``RetryPolicy.budget``.
         self.retry_budget = RetryBudgetState()
@@ -512,6 +517,7 @@ class OriginKeepAlive:
             self._learned_at = None
             self._pending_stale = None
             self._max_requests = None
+            self._burst_at = None
             self._closes.clear()
 
     @property
@@ -622,8 +628,8 @@ class OriginKeepAlive:
                 opened_at=opened_at,
             )
             explained = self._explain_locked(close)
-            if explained:
-                self._closes.append(close)
+            if explained is not None:
+                self._closes.append(explained)
                 self._learned_at = now
                 return
             if idle_seconds < self._config.default_idle_ttl * MIN_IDLE_EVIDENCE_FRACTION:
@@ -657,11 +663,23 @@ class OriginKeepAlive:
                 self._upper = idle_seconds
             self._learned_at = now
 
-    def _explain_locked(self, close: _Close) -> bool:
-        """Whether ``close`` completes a restart burst or a request-count pattern.
+    def _known_limit_locked(self) -> int | None:
+        """The smallest request limit known: configured, announced (``max=``) or learned."""
+        limits = [
+            n
+            for n in (self._config.max_requests, self._header_limit, self._max_requests)
+            if n is not None
+        ]
+        return min(limits) if limits else None
 
-        When it does, the earlier closes of the pattern are taken back from the bounds
-        (newest first, so each restores what it found), and True is returned.
+    def _explain_locked(self, close: _Close) -> _Close | None:
+        """``close`` as the history keeps it when a pattern explains it, else None.
+
+        The patterns: a request limit (a close after as many requests as a limit
+        already known, or the ``SAME_COUNT_CLOSES``-th close after the same count) or a
+        restart burst. When a close completes a pattern, the earlier closes of the
+        pattern are taken back from the bounds (newest first, so each restores what it
+        found).
         """
         pattern: list[_Close] = []
         # A request limit first: connections that reach the same count together (a pool
@@ -669,19 +687,16 @@ class OriginKeepAlive:
         # burst, but a restart resets connections whatever their request counts.
         kept = max(self._lower or 0.0, self._open or 0.0)
         floor = self._config.default_idle_ttl * MIN_IDLE_EVIDENCE_FRACTION
-        if (
-            close.served is not None
-            and not close.liveness_check
-            # After an idle that was kept before: not an idle timeout, so a limit.
-            and (close.idle <= kept or close.idle < floor)
-        ):
-            same = [
-                c
-                for c in self._closes
-                if c.served == close.served
-                and not c.liveness_check
-                and (c.idle <= kept or c.idle < floor)
-            ]
+
+        def not_a_timeout(c: _Close) -> bool:
+            # After an idle too short for any idle timeout, or (met by a request) one
+            # that was kept before. Not for liveness checks after a kept idle: idle
+            # connections closed at once (a restart, a server lowering its timeout)
+            # often have the same count, one request each.
+            return c.idle < floor or (not c.liveness_check and c.idle <= kept)
+
+        if close.served is not None and not_a_timeout(close):
+            same = [c for c in self._closes if c.served == close.served and not_a_timeout(c)]
             if len(same) + 1 >= SAME_COUNT_CLOSES:
                 pattern = same
                 self._max_requests = (
@@ -689,18 +704,25 @@ class OriginKeepAlive:
                     if self._max_requests is None
                     else min(self._max_requests, close.served)
                 )
-        if not pattern and close.opened_at is not None:
+        limit = self._known_limit_locked()
+        if close.served is not None and limit is not None and close.served >= limit:
+            # The limit explains it, found by a liveness check or met by a request. Such
+            # closes never count towards a burst: 50 busy connections reaching their
+            # 5th request within a second are not a restart.
+            close = dataclasses.replace(close, by_limit=True)
+        elif close.opened_at is not None:
             recent = [
                 c
                 for c in self._closes
-                if close.at - c.at <= RESTART_WINDOW and c.opened_at is not None
+                if close.at - c.at <= RESTART_WINDOW and c.opened_at is not None and not c.by_limit
             ]
             first = min([c.at for c in recent] + [close.at])
             burst = [c for c in recent if c.opened_at is not None and c.opened_at < first]
             if close.opened_at < first and len(burst) + 1 >= RESTART_BURST:
                 pattern = burst
-        if not pattern and not (close.served is not None and self._max_requests == close.served):
-            return False
+                self._burst_at = close.at
+        if not pattern and not close.by_limit:
+            return None
         for earlier in reversed(pattern):
             if earlier.applied:
                 self._upper = earlier.upper_before
@@ -708,8 +730,56 @@ class OriginKeepAlive:
                 self._lower = earlier.lower_before
         for index, earlier in enumerate(self._closes):
             if earlier in pattern:
-                self._closes[index] = dataclasses.replace(earlier, applied=False)
-        return True
+                self._closes[index] = dataclasses.replace(
+                    earlier, applied=False, by_limit=earlier.by_limit or close.by_limit
+                )
+        return close
+
+    def closes_idle_peers(self, idle_seconds: float, *, requests_served: int | None = None) -> bool:
+        """Whether a stale close just observed says the other idle connections are closed too.
+
+        Ask it after `observe_stale` (or `observe_attempt`) of the same close. An
+        adapter then expires every idle connection to the origin idle at least as long,
+        instead of trying (and failing on) them one by one. True when the close reads
+        as an idle timeout (the server closes connections idle that long) or is part of
+        a restart burst seen within ``RESTART_WINDOW`` (every connection open then was
+        reset). False when something else explains it, and the idle peers are
+        presumably fine:
+
+        * the connection had served as many requests as a known request limit
+          (configured, ``Keep-Alive: max=``, or learned): its peers are retired by
+          their own counts, so closing them all would waste every request they had
+          left (50 connections, each closed after its 5th request, would cost 4 of
+          5 requests on every idle peer at each close);
+        * the idle is below ``MIN_IDLE_EVIDENCE_FRACTION`` of the default TTL: no
+          server times idle connections out that fast (a crash, a limit not yet
+          learned, a restart whose burst is not yet seen: the liveness check and the
+          stale resend deal with each connection);
+        * a reuse survived a longer idle: one such close is noise (a crash) until a
+          second one follows (`observe_stale`).
+
+        Args:
+            idle_seconds: How long the connection had been idle.
+            requests_served: Requests it had completed before the close.
+        """
+        if not _is_sane(idle_seconds):
+            return False
+        with self._lock:
+            self._forget_expired()
+            now = self._clock.now()
+            if self._burst_at is not None and now - self._burst_at <= RESTART_WINDOW:
+                return True
+            limit = self._known_limit_locked()
+            if (
+                isinstance(requests_served, int)
+                and not isinstance(requests_served, bool)
+                and limit is not None
+                and requests_served >= limit
+            ):
+                return False
+            if idle_seconds < self._config.default_idle_ttl * MIN_IDLE_EVIDENCE_FRACTION:
+                return False
+            return self._pending_stale is None or idle_seconds > self._pending_stale
 
     # -- the witness ------------------------------------------------------------------
 
@@ -829,15 +899,28 @@ class OriginKeepAlive:
             if self._open is None or idle_seconds > self._open:
                 self._open = idle_seconds
 
-    def observe_closed_idle(self, idle_seconds: float, *, age_seconds: float | None = None) -> None:
+    def observe_closed_idle(
+        self,
+        idle_seconds: float,
+        *,
+        age_seconds: float | None = None,
+        requests_served: int | None = None,
+    ) -> None:
         """Record that a liveness check found an idle connection closed by the server.
 
         The server closed it at most ``idle_seconds`` after its last response: an upper
         bound, as for `observe_stale`, unless a reuse survived at least as long or
         it is one of a burst (then it was closed for another reason, e.g. a restart
-        closing every idle connection at once, and it teaches nothing).
+        closing every idle connection at once, and it teaches nothing), or it had
+        served as many requests as a known request limit (``requests_served``: the
+        limit explains it, and it is no part of a burst). Closes found this way teach a
+        request limit (``SAME_COUNT_CLOSES`` at the same count) only after an idle too
+        short for any idle timeout: idle connections closed by a timeout, or at once,
+        often have the same count (one request each).
         """
-        self._observe_close(idle_seconds, liveness_check=True, age=age_seconds)
+        self._observe_close(
+            idle_seconds, liveness_check=True, served=requests_served, age=age_seconds
+        )
 
     def observe_attempt(self, facts: ConnectionFacts, failure: Failure | None = None) -> None:
         """Learn from one attempt on a reused connection; ignores fresh connections.
@@ -869,6 +952,7 @@ class OriginKeepAlive:
             self._lower = self._upper = self._open = None
             self._learned_at = self._pending_stale = None
             self._max_requests = None
+            self._burst_at = None
             self._closes.clear()
             self._header_timeout = None
             self._header_limit = None

@@ -335,7 +335,9 @@ class _Tracker:
             self.keepalive.observe_open(life.idle_seconds())
         else:
             self.keepalive.observe_closed_idle(
-                life.idle_seconds(), age_seconds=max(0.0, self.shared.now() - life.created_at)
+                life.idle_seconds(),
+                age_seconds=max(0.0, self.shared.now() - life.created_at),
+                requests_served=life.requests_served,
             )
             self.shared.epoch += 1  # the learned TTL may have shortened
 
