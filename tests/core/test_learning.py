@@ -524,3 +524,30 @@ def test_closes_idle_peers_answers_false_for_nonsense() -> None:
     state, _ = _state()
     for idle in (-1.0, float("inf"), float("nan")):
         assert not state.closes_idle_peers(idle, requests_served=1)
+
+
+@pytest.mark.parametrize("counts", [(105, 105, 103, 99, 110), (103, 105, 105, 99, 110)])
+def test_a_restart_resetting_two_connections_after_the_same_count_teaches_no_limit(
+    counts: tuple[int, ...],
+) -> None:
+    """A restart whose resets include two after the same count: no limit kept, a burst seen."""
+    state, clock = _state()
+    for served in counts:
+        state.observe_stale(0.01, requests_served=served, age_seconds=60.0)
+        clock.advance(RESTART_WINDOW / 10)
+    assert state.learned_max_requests is None
+    assert state.closes_idle_peers(0.01, requests_served=1)  # the restart: peers are closed
+    assert state.upper_bound is None
+
+
+def test_a_limit_learned_before_a_restart_survives_it() -> None:
+    """A request limit learned earlier is kept when a later restart resets every connection."""
+    state, clock = _state()
+    for _ in range(2):
+        state.observe_stale(0.01, requests_served=5, age_seconds=0.2)
+        clock.advance(10.0)
+    assert state.learned_max_requests == 5
+    for served in (1, 2, 3, 4):
+        state.observe_stale(0.01, requests_served=served, age_seconds=5.0)
+        clock.advance(RESTART_WINDOW / 10)
+    assert state.learned_max_requests == 5

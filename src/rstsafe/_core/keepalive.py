@@ -345,9 +345,6 @@ class _Close:
     served: int | None
     liveness_check: bool
     opened_at: float | None = None
-    # Explained by a request limit already known (learned or announced): not part of a
-    # restart burst, whatever its timing.
-    by_limit: bool = False
     # What applying it as idle evidence changed, to undo it when a pattern explains it.
     applied: bool = False
     upper_before: float | None = None
@@ -413,6 +410,8 @@ class OriginKeepAlive:
         "_header_limit",
         "_header_timeout",
         "_learned_at",
+        "_limit_at",
+        "_limit_before",
         "_lock",
         "_lower",
         "_max_requests",
@@ -456,6 +455,10 @@ class OriginKeepAlive:
         self._pending_stale: float | None = None
         self._max_requests: int | None = None
         self._burst_at: float | None = None
+        # When the learned limit was last set from a close pattern, and what it was
+        # before: a restart seen within RESTART_WINDOW of it takes it back.
+        self._limit_at: float | None = None
+        self._limit_before: int | None = None
         self._closes: collections.deque[_Close] = collections.deque(maxlen=CLOSE_HISTORY)
         #: Requests and retries of this origin, for ``RetryPolicy.budget``.
         self.retry_budget = RetryBudgetState()
@@ -517,7 +520,7 @@ class OriginKeepAlive:
             self._learned_at = None
             self._pending_stale = None
             self._max_requests = None
-            self._burst_at = None
+            self._burst_at = self._limit_at = self._limit_before = None
             self._closes.clear()
 
     @property
@@ -627,9 +630,8 @@ class OriginKeepAlive:
                 liveness_check=liveness_check,
                 opened_at=opened_at,
             )
-            explained = self._explain_locked(close)
-            if explained is not None:
-                self._closes.append(explained)
+            if self._explain_locked(close):
+                self._closes.append(close)
                 self._learned_at = now
                 return
             if idle_seconds < self._config.default_idle_ttl * MIN_IDLE_EVIDENCE_FRACTION:
@@ -672,57 +674,67 @@ class OriginKeepAlive:
         ]
         return min(limits) if limits else None
 
-    def _explain_locked(self, close: _Close) -> _Close | None:
-        """``close`` as the history keeps it when a pattern explains it, else None.
+    def _explain_locked(self, close: _Close) -> bool:
+        """Whether a pattern explains ``close``: a restart burst or a request limit.
 
-        The patterns: a request limit (a close after as many requests as a limit
-        already known, or the ``SAME_COUNT_CLOSES``-th close after the same count) or a
-        restart burst. When a close completes a pattern, the earlier closes of the
-        pattern are taken back from the bounds (newest first, so each restores what it
-        found).
+        * A restart: ``close`` is one of ``RESTART_BURST`` closes within
+          ``RESTART_WINDOW`` of connections all open before the first of them closed,
+          unless the group is shaped as a limit: at least ``SAME_COUNT_CLOSES`` closes
+          of known request count, all after the same count (50 busy connections, each
+          closed after its 5th request, close together too; a restart resets
+          connections whatever their counts). A limit learned from closes of the group
+          is taken back (a restart of 8 connections may well reset two of them after
+          the same count).
+        * A request limit: the ``SAME_COUNT_CLOSES``-th close after the same count, each
+          after an idle that no idle timeout explains; or a close after as many
+          requests as a limit already known (configured, announced or learned).
+
+        When a close completes a pattern, the earlier closes of the pattern are taken
+        back from the bounds (newest first, so each restores what it found).
         """
         pattern: list[_Close] = []
-        # A request limit first: connections that reach the same count together (a pool
-        # of 50 busy connections, each closed after its 5th request) also close in a
-        # burst, but a restart resets connections whatever their request counts.
-        kept = max(self._lower or 0.0, self._open or 0.0)
-        floor = self._config.default_idle_ttl * MIN_IDLE_EVIDENCE_FRACTION
-
-        def not_a_timeout(c: _Close) -> bool:
-            # After an idle too short for any idle timeout, or (met by a request) one
-            # that was kept before. Not for liveness checks after a kept idle: idle
-            # connections closed at once (a restart, a server lowering its timeout)
-            # often have the same count, one request each.
-            return c.idle < floor or (not c.liveness_check and c.idle <= kept)
-
-        if close.served is not None and not_a_timeout(close):
-            same = [c for c in self._closes if c.served == close.served and not_a_timeout(c)]
-            if len(same) + 1 >= SAME_COUNT_CLOSES:
-                pattern = same
-                self._max_requests = (
-                    close.served
-                    if self._max_requests is None
-                    else min(self._max_requests, close.served)
-                )
-        limit = self._known_limit_locked()
-        if close.served is not None and limit is not None and close.served >= limit:
-            # The limit explains it, found by a liveness check or met by a request. Such
-            # closes never count towards a burst: 50 busy connections reaching their
-            # 5th request within a second are not a restart.
-            close = dataclasses.replace(close, by_limit=True)
-        elif close.opened_at is not None:
+        group: list[_Close] = []
+        first = close.at
+        if close.opened_at is not None:
             recent = [
                 c
                 for c in self._closes
-                if close.at - c.at <= RESTART_WINDOW and c.opened_at is not None and not c.by_limit
+                if close.at - c.at <= RESTART_WINDOW and c.opened_at is not None
             ]
             first = min([c.at for c in recent] + [close.at])
-            burst = [c for c in recent if c.opened_at is not None and c.opened_at < first]
-            if close.opened_at < first and len(burst) + 1 >= RESTART_BURST:
-                pattern = burst
-                self._burst_at = close.at
-        if not pattern and not close.by_limit:
-            return None
+            if close.opened_at < first:
+                group = [c for c in recent if c.opened_at is not None and c.opened_at < first]
+        counted = [c.served for c in (*group, close) if c.served is not None]
+        limit_shaped = len(counted) >= SAME_COUNT_CLOSES and len(set(counted)) == 1
+        if len(group) + 1 >= RESTART_BURST and not limit_shaped:
+            self._burst_at = close.at
+            if self._limit_at is not None and self._limit_at >= first:
+                self._max_requests = self._limit_before  # learned from the restart itself
+                self._limit_at = None
+            pattern = group
+        else:
+            kept = max(self._lower or 0.0, self._open or 0.0)
+            floor = self._config.default_idle_ttl * MIN_IDLE_EVIDENCE_FRACTION
+
+            def not_a_timeout(c: _Close) -> bool:
+                # After an idle too short for any idle timeout, or (met by a request) one
+                # that was kept before. Not for liveness checks after a kept idle: idle
+                # connections closed at once (a restart, a server lowering its timeout)
+                # often have the same count, one request each.
+                return c.idle < floor or (not c.liveness_check and c.idle <= kept)
+
+            if close.served is not None and not_a_timeout(close):
+                same = [c for c in self._closes if c.served == close.served and not_a_timeout(c)]
+                if len(same) + 1 >= SAME_COUNT_CLOSES:
+                    pattern = same
+                    if self._max_requests is None or close.served < self._max_requests:
+                        self._limit_before, self._limit_at = self._max_requests, close.at
+                        self._max_requests = close.served
+            limit = self._known_limit_locked()
+            if not pattern and not (
+                close.served is not None and limit is not None and close.served >= limit
+            ):
+                return False
         for earlier in reversed(pattern):
             if earlier.applied:
                 self._upper = earlier.upper_before
@@ -730,10 +742,8 @@ class OriginKeepAlive:
                 self._lower = earlier.lower_before
         for index, earlier in enumerate(self._closes):
             if earlier in pattern:
-                self._closes[index] = dataclasses.replace(
-                    earlier, applied=False, by_limit=earlier.by_limit or close.by_limit
-                )
-        return close
+                self._closes[index] = dataclasses.replace(earlier, applied=False)
+        return True
 
     def closes_idle_peers(self, idle_seconds: float, *, requests_served: int | None = None) -> bool:
         """Whether a stale close just observed says the other idle connections are closed too.
@@ -952,7 +962,7 @@ class OriginKeepAlive:
             self._lower = self._upper = self._open = None
             self._learned_at = self._pending_stale = None
             self._max_requests = None
-            self._burst_at = None
+            self._burst_at = self._limit_at = self._limit_before = None
             self._closes.clear()
             self._header_timeout = None
             self._header_limit = None
