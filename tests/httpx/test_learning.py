@@ -7,11 +7,14 @@ import time
 from collections import Counter
 
 import anyio
+import httpcore
 import httpx
 import pytest
 
 import rstsafe.httpx
+from rstsafe import RetryPolicy
 from rstsafe.core import Origin
+from rstsafe.httpx._state import _CURRENT, _Attempt, _Shared
 from rstsafe.testing import CloseAfterRequests, ConnectionEnd
 from rstsafe.testing._fixtures import ServerFactory
 
@@ -66,3 +69,28 @@ async def test_concurrent_tasks_learn_a_request_limit_and_keep_the_idle_peers(
     paths = Counter(e.path for e in server.executed)
     assert len(paths) == REQUESTS
     assert set(paths.values()) == {1}  # nothing executed twice
+
+
+def test_a_connection_seen_closed_by_the_server_never_carries_a_request() -> None:
+    """Found closed by a liveness check, then handed a request already assigned: nothing written.
+
+    httpcore may have assigned a queued request to the idle connection before another
+    task's pass found it closed and began closing it; the request's first write raises
+    ConnectionNotAvailable (httpcore then assigns another connection) instead of going
+    out on it and having its read cut by the pending close.
+    """
+    origin = Origin("http", "127.0.0.1", 8080)
+    shared = _Shared(None, RetryPolicy(retries=0), h2_prior_knowledge=False)
+    tracker = shared.track("127.0.0.1", 8080)
+    tracker.life.begin_attempt()
+    tracker.life.finish_request()
+    tracker.checked_idle(is_open=False)  # the pool's liveness check: readable, closed
+    attempt = _Attempt(origin, httpx.Request("GET", "http://127.0.0.1:8080/"))
+    token = _CURRENT.set(attempt)
+    try:
+        with pytest.raises(httpcore.ConnectionNotAvailable, match="closed this connection"):
+            tracker.wrote(100)
+    finally:
+        _CURRENT.reset(token)
+    assert attempt.tracker is None  # not bound: the request goes elsewhere
+    assert tracker.life.bytes_sent == 0
