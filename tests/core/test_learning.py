@@ -435,3 +435,119 @@ def test_busy_connections_reaching_a_request_limit_together_are_not_a_restart() 
         clock.advance(0.01)
     assert state.learned_max_requests == 5
     assert state.upper_bound is None
+
+
+def test_a_request_limit_found_by_liveness_checks_is_learned_not_a_restart() -> None:
+    """50 idle connections found reset at once after their 5th request: a limit, no burst."""
+    state, clock = _state()
+    for _ in range(50):
+        state.observe_closed_idle(0.002, age_seconds=0.3, requests_served=5)
+        clock.advance(0.005)
+    assert state.learned_max_requests == 5
+    assert state.upper_bound is None
+    assert state.idle_ttl().before_jitter == 4.0
+    # No restart was seen: a close at idle ~0 of a connection below the limit says
+    # nothing of its idle peers.
+    assert not state.closes_idle_peers(0.002, requests_served=2)
+
+
+def test_liveness_closes_after_a_kept_idle_teach_no_request_limit() -> None:
+    """Idle connections of one request each, found closed after a survived idle: no limit."""
+    state, clock = _state()
+    state.observe_reused_ok(2.0)
+    for _ in range(4):
+        # Opened one after another (age below the gap between closes): not a burst.
+        state.observe_closed_idle(1.0, age_seconds=0.1, requests_served=1)
+        clock.advance(0.5)
+    assert state.learned_max_requests is None
+
+
+def test_closes_at_a_known_limit_are_no_part_of_a_restart_burst() -> None:
+    """Once the limit is learned, connections reaching it together never make a burst."""
+    state, clock = _state()
+    state.observe_stale(0.002, requests_served=5, age_seconds=0.3)
+    state.observe_stale(0.002, requests_served=5, age_seconds=0.3)
+    assert state.learned_max_requests == 5
+    for _ in range(20):
+        clock.advance(0.01)
+        state.observe_stale(0.002, requests_served=5, age_seconds=0.3)
+        state.observe_closed_idle(0.001, age_seconds=0.3, requests_served=5)
+    assert not state.closes_idle_peers(0.002, requests_served=3)
+    assert state.upper_bound is None
+
+
+def test_a_close_at_a_request_limit_keeps_the_idle_peers() -> None:
+    """A stale close at a learned or announced limit does not expire the other connections."""
+    state, clock = _state()
+    state.observe_reused_ok(0.5)  # a longer idle was kept: these closes are no timeout
+    for _ in range(2):
+        state.observe_stale(0.3, requests_served=5, age_seconds=0.1)
+        clock.advance(1.0)
+    assert state.learned_max_requests == 5
+    assert not state.closes_idle_peers(0.3, requests_served=5)
+    announced, _ = _state()
+    announced.observe_header("timeout=30, max=3", requests_served=1)  # 4 in all
+    assert not announced.closes_idle_peers(1.0, requests_served=4)
+    assert announced.closes_idle_peers(1.0, requests_served=2)
+
+
+def test_an_idle_timeout_or_a_restart_closes_the_idle_peers() -> None:
+    """The peers are expired for a close that reads as an idle timeout, or during a restart."""
+    state, clock = _state()
+    floor = KeepAlive().default_idle_ttl * MIN_IDLE_EVIDENCE_FRACTION
+    state.observe_stale(1.0, requests_served=1, age_seconds=1.5)
+    assert state.closes_idle_peers(1.0, requests_served=1)  # an idle timeout
+    restart, clock = _state()
+    restart.observe_stale(floor / 4, requests_served=3, age_seconds=60.0)
+    assert not restart.closes_idle_peers(floor / 4, requests_served=3)  # too short: a crash?
+    for served in (7, 11):
+        clock.advance(RESTART_WINDOW / 10)
+        restart.observe_stale(floor / 4, requests_served=served, age_seconds=60.0)
+    assert restart.closes_idle_peers(floor / 4, requests_served=11)  # the third: a restart
+    clock.advance(RESTART_WINDOW * 2)
+    assert not restart.closes_idle_peers(floor / 4, requests_served=2)  # that one is over
+
+
+def test_one_close_below_a_survived_idle_keeps_the_idle_peers() -> None:
+    """A close after less idle than a reuse survived is noise until a second one follows."""
+    state, clock = _state()
+    state.observe_reused_ok(2.0)
+    state.observe_stale(1.0, requests_served=1, age_seconds=3.0)
+    assert not state.closes_idle_peers(1.0, requests_served=1)
+    clock.advance(30.0)
+    state.observe_stale(1.0, requests_served=2, age_seconds=3.0)
+    assert state.closes_idle_peers(1.0, requests_served=2)  # the server now closes sooner
+
+
+def test_closes_idle_peers_answers_false_for_nonsense() -> None:
+    """A negative, infinite or NaN idle is no evidence: the peers are kept."""
+    state, _ = _state()
+    for idle in (-1.0, float("inf"), float("nan")):
+        assert not state.closes_idle_peers(idle, requests_served=1)
+
+
+@pytest.mark.parametrize("counts", [(105, 105, 103, 99, 110), (103, 105, 105, 99, 110)])
+def test_a_restart_resetting_two_connections_after_the_same_count_teaches_no_limit(
+    counts: tuple[int, ...],
+) -> None:
+    """A restart whose resets include two after the same count: no limit kept, a burst seen."""
+    state, clock = _state()
+    for served in counts:
+        state.observe_stale(0.01, requests_served=served, age_seconds=60.0)
+        clock.advance(RESTART_WINDOW / 10)
+    assert state.learned_max_requests is None
+    assert state.closes_idle_peers(0.01, requests_served=1)  # the restart: peers are closed
+    assert state.upper_bound is None
+
+
+def test_a_limit_learned_before_a_restart_survives_it() -> None:
+    """A request limit learned earlier is kept when a later restart resets every connection."""
+    state, clock = _state()
+    for _ in range(2):
+        state.observe_stale(0.01, requests_served=5, age_seconds=0.2)
+        clock.advance(10.0)
+    assert state.learned_max_requests == 5
+    for served in (1, 2, 3, 4):
+        state.observe_stale(0.01, requests_served=served, age_seconds=5.0)
+        clock.advance(RESTART_WINDOW / 10)
+    assert state.learned_max_requests == 5

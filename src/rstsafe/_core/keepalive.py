@@ -402,6 +402,7 @@ class OriginKeepAlive:
     """
 
     __slots__ = (
+        "_burst_at",
         "_clock",
         "_closes",
         "_config",
@@ -409,6 +410,8 @@ class OriginKeepAlive:
         "_header_limit",
         "_header_timeout",
         "_learned_at",
+        "_limit_at",
+        "_limit_before",
         "_lock",
         "_lower",
         "_max_requests",
@@ -451,6 +454,11 @@ class OriginKeepAlive:
         self._learned_at: float | None = None
         self._pending_stale: float | None = None
         self._max_requests: int | None = None
+        self._burst_at: float | None = None
+        # When the learned limit was last set from a close pattern, and what it was
+        # before: a restart seen within RESTART_WINDOW of it takes it back.
+        self._limit_at: float | None = None
+        self._limit_before: int | None = None
         self._closes: collections.deque[_Close] = collections.deque(maxlen=CLOSE_HISTORY)
         #: Requests and retries of this origin, for ``RetryPolicy.budget``.
         self.retry_budget = RetryBudgetState()
@@ -512,6 +520,7 @@ class OriginKeepAlive:
             self._learned_at = None
             self._pending_stale = None
             self._max_requests = None
+            self._burst_at = self._limit_at = self._limit_before = None
             self._closes.clear()
 
     @property
@@ -621,8 +630,7 @@ class OriginKeepAlive:
                 liveness_check=liveness_check,
                 opened_at=opened_at,
             )
-            explained = self._explain_locked(close)
-            if explained:
+            if self._explain_locked(close):
                 self._closes.append(close)
                 self._learned_at = now
                 return
@@ -657,50 +665,76 @@ class OriginKeepAlive:
                 self._upper = idle_seconds
             self._learned_at = now
 
-    def _explain_locked(self, close: _Close) -> bool:
-        """Whether ``close`` completes a restart burst or a request-count pattern.
+    def _known_limit_locked(self) -> int | None:
+        """The smallest request limit known: configured, announced (``max=``) or learned."""
+        limits = [
+            n
+            for n in (self._config.max_requests, self._header_limit, self._max_requests)
+            if n is not None
+        ]
+        return min(limits) if limits else None
 
-        When it does, the earlier closes of the pattern are taken back from the bounds
-        (newest first, so each restores what it found), and True is returned.
+    def _explain_locked(self, close: _Close) -> bool:
+        """Whether a pattern explains ``close``: a restart burst or a request limit.
+
+        * A restart: ``close`` is one of ``RESTART_BURST`` closes within
+          ``RESTART_WINDOW`` of connections all open before the first of them closed,
+          unless the group is shaped as a limit: at least ``SAME_COUNT_CLOSES`` closes
+          of known request count, all after the same count (50 busy connections, each
+          closed after its 5th request, close together too; a restart resets
+          connections whatever their counts). A limit learned from closes of the group
+          is taken back (a restart of 8 connections may well reset two of them after
+          the same count).
+        * A request limit: the ``SAME_COUNT_CLOSES``-th close after the same count, each
+          after an idle that no idle timeout explains; or a close after as many
+          requests as a limit already known (configured, announced or learned).
+
+        When a close completes a pattern, the earlier closes of the pattern are taken
+        back from the bounds (newest first, so each restores what it found).
         """
         pattern: list[_Close] = []
-        # A request limit first: connections that reach the same count together (a pool
-        # of 50 busy connections, each closed after its 5th request) also close in a
-        # burst, but a restart resets connections whatever their request counts.
-        kept = max(self._lower or 0.0, self._open or 0.0)
-        floor = self._config.default_idle_ttl * MIN_IDLE_EVIDENCE_FRACTION
-        if (
-            close.served is not None
-            and not close.liveness_check
-            # After an idle that was kept before: not an idle timeout, so a limit.
-            and (close.idle <= kept or close.idle < floor)
-        ):
-            same = [
-                c
-                for c in self._closes
-                if c.served == close.served
-                and not c.liveness_check
-                and (c.idle <= kept or c.idle < floor)
-            ]
-            if len(same) + 1 >= SAME_COUNT_CLOSES:
-                pattern = same
-                self._max_requests = (
-                    close.served
-                    if self._max_requests is None
-                    else min(self._max_requests, close.served)
-                )
-        if not pattern and close.opened_at is not None:
+        group: list[_Close] = []
+        first = close.at
+        if close.opened_at is not None:
             recent = [
                 c
                 for c in self._closes
                 if close.at - c.at <= RESTART_WINDOW and c.opened_at is not None
             ]
             first = min([c.at for c in recent] + [close.at])
-            burst = [c for c in recent if c.opened_at is not None and c.opened_at < first]
-            if close.opened_at < first and len(burst) + 1 >= RESTART_BURST:
-                pattern = burst
-        if not pattern and not (close.served is not None and self._max_requests == close.served):
-            return False
+            if close.opened_at < first:
+                group = [c for c in recent if c.opened_at is not None and c.opened_at < first]
+        counted = [c.served for c in (*group, close) if c.served is not None]
+        limit_shaped = len(counted) >= SAME_COUNT_CLOSES and len(set(counted)) == 1
+        if len(group) + 1 >= RESTART_BURST and not limit_shaped:
+            self._burst_at = close.at
+            if self._limit_at is not None and self._limit_at >= first:
+                self._max_requests = self._limit_before  # learned from the restart itself
+                self._limit_at = None
+            pattern = group
+        else:
+            kept = max(self._lower or 0.0, self._open or 0.0)
+            floor = self._config.default_idle_ttl * MIN_IDLE_EVIDENCE_FRACTION
+
+            def not_a_timeout(c: _Close) -> bool:
+                # After an idle too short for any idle timeout, or (met by a request) one
+                # that was kept before. Not for liveness checks after a kept idle: idle
+                # connections closed at once (a restart, a server lowering its timeout)
+                # often have the same count, one request each.
+                return c.idle < floor or (not c.liveness_check and c.idle <= kept)
+
+            if close.served is not None and not_a_timeout(close):
+                same = [c for c in self._closes if c.served == close.served and not_a_timeout(c)]
+                if len(same) + 1 >= SAME_COUNT_CLOSES:
+                    pattern = same
+                    if self._max_requests is None or close.served < self._max_requests:
+                        self._limit_before, self._limit_at = self._max_requests, close.at
+                        self._max_requests = close.served
+            limit = self._known_limit_locked()
+            if not pattern and not (
+                close.served is not None and limit is not None and close.served >= limit
+            ):
+                return False
         for earlier in reversed(pattern):
             if earlier.applied:
                 self._upper = earlier.upper_before
@@ -710,6 +744,52 @@ class OriginKeepAlive:
             if earlier in pattern:
                 self._closes[index] = dataclasses.replace(earlier, applied=False)
         return True
+
+    def closes_idle_peers(self, idle_seconds: float, *, requests_served: int | None = None) -> bool:
+        """Whether a stale close just observed says the other idle connections are closed too.
+
+        Ask it after `observe_stale` (or `observe_attempt`) of the same close. An
+        adapter then expires every idle connection to the origin idle at least as long,
+        instead of trying (and failing on) them one by one. True when the close reads
+        as an idle timeout (the server closes connections idle that long) or is part of
+        a restart burst seen within ``RESTART_WINDOW`` (every connection open then was
+        reset). False when something else explains it, and the idle peers are
+        presumably fine:
+
+        * the connection had served as many requests as a known request limit
+          (configured, ``Keep-Alive: max=``, or learned): its peers are retired by
+          their own counts, so closing them all would waste every request they had
+          left (50 connections, each closed after its 5th request, would cost 4 of
+          5 requests on every idle peer at each close);
+        * the idle is below ``MIN_IDLE_EVIDENCE_FRACTION`` of the default TTL: no
+          server times idle connections out that fast (a crash, a limit not yet
+          learned, a restart whose burst is not yet seen: the liveness check and the
+          stale resend deal with each connection);
+        * a reuse survived a longer idle: one such close is noise (a crash) until a
+          second one follows (`observe_stale`).
+
+        Args:
+            idle_seconds: How long the connection had been idle.
+            requests_served: Requests it had completed before the close.
+        """
+        if not _is_sane(idle_seconds):
+            return False
+        with self._lock:
+            self._forget_expired()
+            now = self._clock.now()
+            if self._burst_at is not None and now - self._burst_at <= RESTART_WINDOW:
+                return True
+            limit = self._known_limit_locked()
+            if (
+                isinstance(requests_served, int)
+                and not isinstance(requests_served, bool)
+                and limit is not None
+                and requests_served >= limit
+            ):
+                return False
+            if idle_seconds < self._config.default_idle_ttl * MIN_IDLE_EVIDENCE_FRACTION:
+                return False
+            return self._pending_stale is None or idle_seconds > self._pending_stale
 
     # -- the witness ------------------------------------------------------------------
 
@@ -829,15 +909,28 @@ class OriginKeepAlive:
             if self._open is None or idle_seconds > self._open:
                 self._open = idle_seconds
 
-    def observe_closed_idle(self, idle_seconds: float, *, age_seconds: float | None = None) -> None:
+    def observe_closed_idle(
+        self,
+        idle_seconds: float,
+        *,
+        age_seconds: float | None = None,
+        requests_served: int | None = None,
+    ) -> None:
         """Record that a liveness check found an idle connection closed by the server.
 
         The server closed it at most ``idle_seconds`` after its last response: an upper
         bound, as for `observe_stale`, unless a reuse survived at least as long or
         it is one of a burst (then it was closed for another reason, e.g. a restart
-        closing every idle connection at once, and it teaches nothing).
+        closing every idle connection at once, and it teaches nothing), or it had
+        served as many requests as a known request limit (``requests_served``: the
+        limit explains it, and it is no part of a burst). Closes found this way teach a
+        request limit (``SAME_COUNT_CLOSES`` at the same count) only after an idle too
+        short for any idle timeout: idle connections closed by a timeout, or at once,
+        often have the same count (one request each).
         """
-        self._observe_close(idle_seconds, liveness_check=True, age=age_seconds)
+        self._observe_close(
+            idle_seconds, liveness_check=True, served=requests_served, age=age_seconds
+        )
 
     def observe_attempt(self, facts: ConnectionFacts, failure: Failure | None = None) -> None:
         """Learn from one attempt on a reused connection; ignores fresh connections.
@@ -869,6 +962,7 @@ class OriginKeepAlive:
             self._lower = self._upper = self._open = None
             self._learned_at = self._pending_stale = None
             self._max_requests = None
+            self._burst_at = self._limit_at = self._limit_before = None
             self._closes.clear()
             self._header_timeout = None
             self._header_limit = None

@@ -213,6 +213,7 @@ class _Tracker:
         "recheck_at",
         "ruled_out",
         "safe_until",
+        "server_closed",
         "shared",
         "stopped",
         "tls",
@@ -241,11 +242,25 @@ class _Tracker:
         # The last check expired it by rstsafe's rules (TTL, lifetime, requests), as
         # opposed to a stale cutoff or a stopped upload.
         self.ruled_out = False
+        # A liveness check found it closed by the server (FIN or RST) while idle: the
+        # pool closes it, but a request it had already assigned to it may still start.
+        self.server_closed = False
 
     def wrote(self, size: int) -> None:
         """Count bytes about to be written; the first write of an attempt binds it here."""
         attempt = _CURRENT.get()
         if attempt is not None and attempt.tracker is None:
+            if self.server_closed:
+                # httpcore assigns a queued request to an idle connection, then (another
+                # task's pass) finds the connection readable and closes it, awaiting
+                # other closes first: the request may start meanwhile, write, and have
+                # its read cut by that close (anyio's ClosedResourceError, a ReadError
+                # that tells nothing). Nothing is written: httpcore closes it and
+                # assigns another connection.
+                raise httpcore.ConnectionNotAvailable(
+                    "rstsafe: the server closed this connection while it was idle;"
+                    " this request goes on another connection"
+                )
             life = self.life
             probe_for = self.probe_for
             if probe_for is not None:
@@ -332,13 +347,19 @@ class _Tracker:
     def checked_idle(self, *, is_open: bool) -> None:
         """Learn from a liveness check of this idle connection: still open, or closed."""
         life = self.life
-        if not life.requests_served or self.multiplexed:
+        if self.multiplexed:
+            return
+        if not is_open:
+            self.server_closed = True
+        if not life.requests_served:
             return
         if is_open:
             self.keepalive.observe_open(life.idle_seconds())
         else:
             self.keepalive.observe_closed_idle(
-                life.idle_seconds(), age_seconds=max(0.0, self.shared.now() - life.created_at)
+                life.idle_seconds(),
+                age_seconds=max(0.0, self.shared.now() - life.created_at),
+                requests_served=life.requests_served,
             )
             self.shared.epoch += 1  # the learned TTL may have shortened
 
