@@ -257,6 +257,8 @@ class _Tracker:
                 # its read cut by that close (anyio's ClosedResourceError, a ReadError
                 # that tells nothing). Nothing is written: httpcore closes it and
                 # assigns another connection.
+                import httpcore  # loaded by then (the pool runs); not at import
+
                 raise httpcore.ConnectionNotAvailable(
                     "rstsafe: the server closed this connection while it was idle;"
                     " this request goes on another connection"
