@@ -244,10 +244,16 @@ class RequestAttempts:
         """The request's replayability."""
         return self._replay
 
-    def failed(self, exc: BaseException, facts: ConnectionFacts | None = None) -> RetryDecision:
-        """Classify a failed attempt, learn from it, and decide what to do next."""
+    def failed(
+        self, exc: BaseException, facts: ConnectionFacts | None = None, *, learn: bool = True
+    ) -> RetryDecision:
+        """Classify a failed attempt, learn from it, and decide what to do next.
+
+        ``learn=False`` when the adapter has already reported what this failure shows
+        (a liveness check that found the connection closed), so it is not counted twice.
+        """
         failure = classify(exc, facts=facts)
-        if self._keepalive is not None and facts is not None:
+        if learn and self._keepalive is not None and facts is not None:
             self._keepalive.observe_attempt(facts, failure)
         decision = self._policy.decide(
             failure, self._replay, self.history, rng=self._rng, elapsed=self.elapsed()

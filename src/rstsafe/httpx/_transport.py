@@ -162,7 +162,25 @@ class _RequestDriver:
         """
         attempts = self._attempts
         resent_before = len(attempts.history) > 0
-        decision = attempts.failed(exc, self.facts())
+        facts = self.facts()
+        judged: Exception = exc
+        learn = True
+        tracker = self._attempt.tracker
+        if (
+            tracker is not None
+            and tracker.server_closed
+            and isinstance(exc, httpx.ReadError)
+            and not facts.bytes_received
+        ):
+            # httpcore gave this request an idle connection that another task's pass then
+            # found closed by the server (a liveness check) and closed, after this request
+            # had written: its read fails on a socket closed under it (trio's "already
+            # closed", anyio's ClosedResourceError), which says nothing by itself. The
+            # server had closed the connection before answering: a stale connection, as
+            # httpcore's "Server disconnected" would say. The check already taught the close.
+            judged = httpx.RemoteProtocolError("Server disconnected without sending a response.")
+            learn = False
+        decision = attempts.failed(judged, facts, learn=learn)
         failure = attempts.last_failure
         assert failure is not None
         if failure.stale:
