@@ -463,6 +463,7 @@ class _Tracked:
 
 # The connector rstsafe's extends, and its release, read once (see _session._Base).
 _BaseConnector = aiohttp.TCPConnector
+_base_connect = _BaseConnector.connect
 _base_release = _BaseConnector._release
 
 
@@ -526,7 +527,7 @@ class TCPConnector(_BaseConnector):
         shared = self._rstsafe
         attempt = CURRENT_ATTEMPT.get()
         while True:
-            conn = await super().connect(req, traces, timeout)
+            conn = await _base_connect(self, req, traces, timeout)
             protocol = conn.protocol
             if protocol is None:  # pragma: no cover - aiohttp always gives one
                 return conn
