@@ -4,7 +4,7 @@ Not a test: run it by hand and read the ratios, which come from the same run on 
 machine, the two sessions interleaved round by round (absolute numbers mean little on a
 shared machine).
 
-    .venv/bin/python benchmarks/aiohttp_overhead.py [--requests 2000] [--rounds 7]
+    .venv/bin/python benchmarks/aiohttp_overhead.py [--requests 1000] [--rounds 15]
 
 The server is the one of ``httpx_overhead.py`` (nginx ``return 200`` in its own process;
 a threaded Python server when nginx is missing), so the client's cost is what differs.
@@ -21,9 +21,14 @@ Both are given in wall time and in this process's user CPU time: on a machine sh
 with other jobs the CPU figures are the steadier reading of what the client costs.
 
 Ratios are rstsafe / plain: for time per request the target is <= 1.05, for throughput
->= 0.97. For the benchmarks page: ``aiohttp_overhead.measure(requests, rounds, tasks)``
-returns a dict (``server``, ``requests``, ``rounds``, ``tasks``, ``per_request`` and
-``throughput`` as ``(plain, rstsafe)`` pairs, and both ratios).
+>= 0.97. The headline ratio is the ratio of the two medians; on a machine shared with
+other jobs it moves by 10 % from run to run, so each round of rstsafe is also paired with
+the plain round run right before or after it (the two see the same load) and the paired
+ratios' quartiles are given as the spread. For the benchmarks page:
+``aiohttp_overhead.measure(requests, rounds, tasks)`` returns a dict (``server``,
+``requests``, ``rounds``, ``tasks``, ``per_request`` and ``throughput`` as ``(plain,
+rstsafe)`` pairs, both ratios, and ``*_paired`` as the paired ratios' (lower quartile,
+median, upper quartile)).
 """
 
 from __future__ import annotations
@@ -86,9 +91,17 @@ async def throughput(session: aiohttp.ClientSession, url: str, requests: int, ta
     )
 
 
+def _quartiles(values: list[float]) -> tuple[float, float, float]:
+    """(lower quartile, median, upper quartile); the median three times for one value."""
+    if len(values) < 2:
+        return (values[0],) * 3
+    low, middle, high = statistics.quantiles(values, n=4)
+    return low, middle, high
+
+
 async def _rounds(
     rounds: int, plain: Callable[[], Awaitable[Timing]], safe: Callable[[], Awaitable[Timing]]
-) -> dict[str, tuple[float, float]]:
+) -> dict[str, Any]:
     plain_results: list[Timing] = []
     safe_results: list[Timing] = []
     for index in range(rounds):
@@ -96,13 +109,17 @@ async def _rounds(
         order = [(plain, plain_results), (safe, safe_results)]
         for run, results in order if index % 2 == 0 else reversed(order):
             results.append(await run())
-    return {
-        kind: (
+    figures: dict[str, Any] = {}
+    for column, kind in enumerate(("wall", "cpu")):
+        figures[kind] = (
             statistics.median(r[column] for r in plain_results),
             statistics.median(r[column] for r in safe_results),
         )
-        for column, kind in enumerate(("wall", "cpu"))
-    }
+        # Round i of each side ran back to back: their ratio is free of slow drift.
+        figures[f"{kind}_paired"] = _quartiles(
+            [s[column] / p[column] for p, s in zip(plain_results, safe_results, strict=True)]
+        )
+    return figures
 
 
 async def _measure(url: str, requests: int, rounds: int, tasks: int) -> dict[str, Any]:
@@ -137,10 +154,14 @@ async def _measure(url: str, requests: int, rounds: int, tasks: int) -> dict[str
         "throughput_cpu": concurrent["cpu"],
         "per_request_cpu_ratio": sequential["cpu"][1] / sequential["cpu"][0],
         "throughput_cpu_ratio": concurrent["cpu"][1] / concurrent["cpu"][0],
+        "per_request_paired": sequential["wall_paired"],
+        "throughput_paired": concurrent["wall_paired"],
+        "per_request_cpu_paired": sequential["cpu_paired"],
+        "throughput_cpu_paired": concurrent["cpu_paired"],
     }
 
 
-def measure(requests: int = 2000, rounds: int = 7, tasks: int = 50) -> dict[str, Any]:
+def measure(requests: int = 1000, rounds: int = 15, tasks: int = 50) -> dict[str, Any]:
     """Run both measurements against one server; return the medians and the ratios."""
     with server() as (url, name):
         figures = asyncio.run(_measure(url, requests, rounds, tasks))
@@ -151,8 +172,8 @@ def measure(requests: int = 2000, rounds: int = 7, tasks: int = 50) -> dict[str,
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--requests", type=int, default=2000, help="requests per round")
-    parser.add_argument("--rounds", type=int, default=7, help="rounds per session (median)")
+    parser.add_argument("--requests", type=int, default=1000, help="requests per round")
+    parser.add_argument("--rounds", type=int, default=15, help="rounds per session (median)")
     parser.add_argument("--tasks", type=int, default=50, help="concurrent tasks")
     args = parser.parse_args()
 
@@ -163,14 +184,18 @@ def main() -> None:
     )
     for suffix, label in (("", "wall"), ("_cpu", "user CPU")):
         p, s = figures[f"per_request{suffix}"]
+        low, mid, high = figures[f"per_request{suffix}_paired"]
         print(
             f"{label} per request: plain {p * 1e6:7.1f} us  rstsafe {s * 1e6:7.1f} us"
             f"  ratio {figures[f'per_request{suffix}_ratio']:.3f}"
+            f"  (paired {mid:.3f}, quartiles {low:.3f}-{high:.3f})"
         )
         p, s = figures[f"throughput{suffix}"]
+        low, mid, high = figures[f"throughput{suffix}_paired"]
         print(
             f"{label} {args.tasks} tasks, {CONNECTIONS} connections: plain {p:7.0f} req/s"
             f"  rstsafe {s:7.0f} req/s  ratio {figures[f'throughput{suffix}_ratio']:.3f}"
+            f"  (paired {mid:.3f}, quartiles {low:.3f}-{high:.3f})"
         )
 
 

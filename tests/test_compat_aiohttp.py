@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import time
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -153,3 +154,30 @@ def test_subclassing_the_session_is_quiet_and_its_attribute_allowed() -> None:
             pass
 
     assert issubclass(Loud, aiohttp.ClientSession)
+
+
+@pytest.mark.parametrize("give_back", ["release", "close"])
+async def test_release_and_close_give_the_connection_back_through_release(
+    raw_server: tuple[str, list[bytes]], give_back: str
+) -> None:
+    """Touch point 4: a connection's release() and close() call _release: the idle clock starts."""
+    url, _ = raw_server
+    signature = inspect.signature(aiohttp.BaseConnector._release)
+    assert list(signature.parameters)[:3] == ["self", "key", "protocol"]
+    assert signature.parameters["should_close"].kind is inspect.Parameter.KEYWORD_ONLY
+    connector = rstsafe.aiohttp.TCPConnector()
+    try:
+        request = _request("GET", url + "/g")
+        conn = await connector.connect(request, [], aiohttp.ClientTimeout(total=5))
+        assert conn.protocol is not None
+        tracked = compat.transport_of(conn.protocol)
+        assert tracked.in_use
+        assert tracked.life.requests_served == 0
+        before = time.monotonic()
+        getattr(conn, give_back)()
+        assert not tracked.in_use
+        assert tracked.life.requests_served == 1
+        assert before <= tracked.life.last_used_at <= time.monotonic()
+        await request.close()
+    finally:
+        await connector.close()

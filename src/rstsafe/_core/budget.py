@@ -75,12 +75,18 @@ class RetryBudgetState:
 
     MAX_WINDOW = 300
 
-    __slots__ = ("_buckets", "_lock")
+    __slots__ = ("_buckets", "_current", "_current_end", "_current_start", "_lock")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         # second -> [requests, retries]
         self._buckets: dict[int, list[int]] = {}
+        # The bucket of the second last counted in, and that second's bounds: every
+        # request deposits, nearly always into the same second as the one before, and a
+        # comparison is cheaper than flooring ``now`` and looking the bucket up.
+        self._current: list[int] = [0, 0]
+        self._current_start = math.inf
+        self._current_end = -math.inf
 
     def _bucket(self, now: float) -> list[int]:
         second = math.floor(now)
@@ -91,12 +97,17 @@ class RetryBudgetState:
                 oldest = second - self.MAX_WINDOW
                 for key in [k for k in self._buckets if k <= oldest]:
                     del self._buckets[key]
+        # Only buckets older than MAX_WINDOW seconds are dropped, never this one.
+        self._current, self._current_start, self._current_end = bucket, second, second + 1
         return bucket
 
     def deposit(self, now: float) -> None:
         """Count one request."""
         with self._lock:
-            self._bucket(now)[0] += 1
+            if self._current_start <= now < self._current_end:
+                self._current[0] += 1
+            else:
+                self._bucket(now)[0] += 1
 
     def _counts(self, budget: RetryBudget, now: float) -> tuple[int, int]:
         start = math.floor(now) - math.ceil(budget.window) + 1

@@ -16,8 +16,10 @@ How it hooks into aiohttp (public extension points unless noted; the rest is in
   refuses a write, before the transport sees it, when the transport is closing: zero
   bytes counted at a failure proves the request never reached the kernel. This is what
   lets rstsafe resend even a POST after aiohttp's "Can not write request body".
-* ``Connection.add_callback()`` tells when a response is done with its connection (read
-  to the end, or closed): the idle clock starts then.
+* ``TCPConnector._release()`` (touch point 4) tells when a response is done with its
+  connection (read to the end, or closed): the idle clock starts then. The public
+  ``Connection.add_callback()`` tells the same, at six calls per request instead of one
+  (``Connection._notify_release`` wraps every callback in a ``contextlib.suppress``).
 * A connection the server closes while idle teaches the origin's keep-alive state an
   upper bound (``ResponseHandler.closed``, touch point 2, aiohttp >= 3.12).
 * A sweeper closes idle connections past their expiry, once a second while there are
@@ -139,7 +141,7 @@ class _Attempt:
         self.tracked: _Tracked | None = None
         self.served = 0  # requests the connection had served before this attempt
         self.idle = 0.0
-        self.started: float | None = None
+        self.started = 0.0  # when it got its connection (set with ``tracked``)
         self._may_probe: bool | None = None
 
     def may_probe(self, policy: RetryPolicy) -> bool:
@@ -157,7 +159,7 @@ class _Attempt:
     def facts(self, origin: Origin) -> ConnectionFacts:
         """The facts of this attempt (response bytes are not counted: unknown)."""
         tracked = self.tracked
-        if tracked is None or self.started is None:  # failed before getting a connection
+        if tracked is None:  # failed before getting a connection
             return ConnectionFacts(origin=origin)
         life = tracked.life
         reused = self.served > 0
@@ -182,8 +184,8 @@ class Shared:
 
     __slots__ = (
         "clock",
+        "connections",
         "epoch",
-        "idle",
         "last_header",
         "middleware",
         "now",
@@ -214,7 +216,9 @@ class Shared:
         self.ok_idle: dict[Origin, tuple[int, float]] = {}
         self.states: dict[Origin, OriginKeepAlive] = {}
         self.origins: dict[tuple[str, str | None, int | None], Origin] = {}
-        self.idle: set[_Tracked] = set()
+        # Every connection rstsafe tracks, by its protocol (what aiohttp's pool hands
+        # back on release); the sweeper closes the idle ones past their expiry.
+        self.connections: dict[Any, _Tracked] = {}
         self.sweep_handle: asyncio.TimerHandle | None = None
         self.sweeping = True
         self.middleware: Any = None  # the session middleware, built once (_session.py)
@@ -277,13 +281,14 @@ class Shared:
     def sweep(self) -> None:
         """Close idle connections that no request may use any more."""
         self.sweep_handle = None
-        for tracked in list(self.idle):
-            if tracked.in_use or tracked.closed_locally or tracked.inner.is_closing():
-                self.idle.discard(tracked)
-            elif tracked.expiry_reason(probe=True) is not None:
-                self.idle.discard(tracked)
+        connections = self.connections
+        for protocol, tracked in list(connections.items()):
+            if tracked.closed_locally or tracked.inner.is_closing():
+                del connections[protocol]
+            elif not tracked.in_use and tracked.expiry_reason(probe=True) is not None:
+                del connections[protocol]
                 tracked.close_expired()
-        if self.idle:
+        if connections:
             self.schedule_sweep()
 
     def stop(self) -> None:
@@ -292,7 +297,7 @@ class Shared:
         if self.sweep_handle is not None:
             self.sweep_handle.cancel()
             self.sweep_handle = None
-        self.idle.clear()
+        self.connections.clear()
 
 
 class _Tracked:
@@ -442,27 +447,11 @@ class _Tracked:
             self.keepalive.observe_open(self.life.idle_seconds())
         self.protocol.close()
 
-    def released(self) -> None:
-        """``Connection`` callback: the response is done with this connection."""
-        if not self.in_use:
-            return
-        self.in_use = False
-        shared = self.shared
-        life = self.life
-        # ConnectionLife.finish_request(), the header-less case, inlined (the Keep-Alive
-        # header's max= is applied by the session, which sees the response).
-        life.requests_served += 1
-        life.last_used_at = shared.now()
-        if not self.closed_locally and shared.sweeping:
-            shared.idle.add(self)
-            if shared.sweep_handle is None:
-                shared.schedule_sweep()
-
     def lost(self, future: asyncio.Future[None]) -> None:
         """The connection is gone; if the server closed it while idle, learn from it."""
         if not future.cancelled():
             future.exception()  # retrieved: an unclean close is not "never retrieved"
-        self.shared.idle.discard(self)
+        self.shared.connections.pop(self.protocol, None)
         if self.closed_locally or self.in_use or not self.life.requests_served:
             return
         life = self.life
@@ -472,7 +461,13 @@ class _Tracked:
         self.shared.epoch += 1  # the learned TTL may have shortened
 
 
-class TCPConnector(aiohttp.TCPConnector):
+# The connector rstsafe's extends, and its release, read once (see _session._Base).
+_BaseConnector = aiohttp.TCPConnector
+_base_connect = _BaseConnector.connect
+_base_release = _BaseConnector._release
+
+
+class TCPConnector(_BaseConnector):
     """An ``aiohttp.TCPConnector`` that gives idle connections up before the server does.
 
     Takes every ``aiohttp.TCPConnector`` argument, plus rstsafe's:
@@ -532,7 +527,7 @@ class TCPConnector(aiohttp.TCPConnector):
         shared = self._rstsafe
         attempt = CURRENT_ATTEMPT.get()
         while True:
-            conn = await super().connect(req, traces, timeout)
+            conn = await _base_connect(self, req, traces, timeout)
             protocol = conn.protocol
             if protocol is None:  # pragma: no cover - aiohttp always gives one
                 return conn
@@ -559,6 +554,9 @@ class TCPConnector(aiohttp.TCPConnector):
                     conn.close()  # not left open for the garbage collector to find
                     raise
                 set_transport(protocol, tracked)
+                shared.connections[protocol] = tracked
+                if shared.sweep_handle is None:
+                    shared.schedule_sweep()
                 closed = closed_future(protocol)
                 if closed is not None:
                     closed.add_done_callback(tracked.lost)
@@ -569,8 +567,23 @@ class TCPConnector(aiohttp.TCPConnector):
                 attempt.started = now
                 attempt.served = life.requests_served
                 attempt.idle = now - life.last_used_at
-            conn.add_callback(tracked.released)
             return conn
+
+    def _release(self, key: Any, protocol: Any, *, should_close: bool = False) -> None:
+        """A response is done with its connection (touch point 4): start its idle clock.
+
+        Called by ``Connection.release()`` and ``Connection.close()``, before aiohttp
+        pools or closes the connection.
+        """
+        tracked = self._rstsafe.connections.get(protocol)
+        if tracked is not None and tracked.in_use:
+            tracked.in_use = False
+            life = tracked.life
+            # ConnectionLife.finish_request(), the header-less case, inlined (the
+            # Keep-Alive header's max= is applied by the session, which sees the response).
+            life.requests_served += 1
+            life.last_used_at = self._rstsafe.now()
+        _base_release(self, key, protocol, should_close=should_close)
 
     def close(self, *args: Any, **kwargs: Any) -> Any:
         """Close every connection (as aiohttp does) and stop the sweeper."""

@@ -165,8 +165,10 @@ def _middleware(shared: Shared) -> Callable[[ClientRequest, _Handler], Awaitable
                 CURRENT_ATTEMPT.reset(token)
             tracked = attempt.tracked
             if tracked is not None:
-                if tracked.life.origin is not None:  # the retry budget's deposit
-                    shared.state(tracked.life.origin).note_request()
+                # The retry budget's deposit (OriginKeepAlive.note_request), into the
+                # connection's origin state, timed when the attempt got its connection:
+                # no clock read or origin lookup of its own.
+                tracked.keepalive.retry_budget.deposit(attempt.started)
                 if attempt.served:  # a reuse that worked: a lower bound (see Shared.reused_ok)
                     origin = tracked.life.origin
                     seen = ok_idle.get(origin)  # type: ignore[arg-type]
@@ -195,9 +197,23 @@ def _with_ours(shared: Shared, kwargs: dict[str, Any]) -> dict[str, Any]:
     return kwargs
 
 
+# The class rstsafe's session extends, and its request methods, read once here: the
+# overrides below call them directly (cheaper than super() on every request), and a name
+# looked up on the aiohttp module at call time would be rstsafe's class itself wherever
+# aiohttp.ClientSession is patched to it (the contract runs).
+_Base = aiohttp.ClientSession
+_base_request = _Base.request
+_base_get = _Base.get
+_base_options = _Base.options
+_base_head = _Base.head
+_base_post = _Base.post
+_base_put = _Base.put
+_base_patch = _Base.patch
+_base_delete = _Base.delete
+
 with quiet_subclassing():
 
-    class ClientSession(aiohttp.ClientSession):
+    class ClientSession(_Base):
         """An ``aiohttp.ClientSession`` that survives "Connection reset by peer".
 
         Takes every ``aiohttp.ClientSession`` argument, plus ``keepalive=`` and ``retry=``.
@@ -287,53 +303,52 @@ with quiet_subclassing():
 
         # A request passing its own middlewares= replaces the session's (aiohttp's rule):
         # these keep rstsafe's, last. Plain forwarding otherwise (no extra await layer),
-        # through super(): a name looked up on the aiohttp module would be this class
-        # itself wherever aiohttp.ClientSession is patched to it (the contract runs).
+        # to the base class's methods read at import (see _Base above).
 
         def request(self, method: str, url: Any, **kwargs: Any) -> Any:
             """As ``aiohttp.ClientSession.request``."""
             if "middlewares" in kwargs and self._rstsafe is not None:
                 _with_ours(self._rstsafe, kwargs)
-            return super().request(method, url, **kwargs)
+            return _base_request(self, method, url, **kwargs)
 
         def get(self, url: Any, **kwargs: Any) -> Any:
             """As ``aiohttp.ClientSession.get``."""
             if "middlewares" in kwargs and self._rstsafe is not None:
                 _with_ours(self._rstsafe, kwargs)
-            return super().get(url, **kwargs)
+            return _base_get(self, url, **kwargs)
 
         def options(self, url: Any, **kwargs: Any) -> Any:
             """As ``aiohttp.ClientSession.options``."""
             if "middlewares" in kwargs and self._rstsafe is not None:
                 _with_ours(self._rstsafe, kwargs)
-            return super().options(url, **kwargs)
+            return _base_options(self, url, **kwargs)
 
         def head(self, url: Any, **kwargs: Any) -> Any:
             """As ``aiohttp.ClientSession.head``."""
             if "middlewares" in kwargs and self._rstsafe is not None:
                 _with_ours(self._rstsafe, kwargs)
-            return super().head(url, **kwargs)
+            return _base_head(self, url, **kwargs)
 
         def post(self, url: Any, **kwargs: Any) -> Any:
             """As ``aiohttp.ClientSession.post``."""
             if "middlewares" in kwargs and self._rstsafe is not None:
                 _with_ours(self._rstsafe, kwargs)
-            return super().post(url, **kwargs)
+            return _base_post(self, url, **kwargs)
 
         def put(self, url: Any, **kwargs: Any) -> Any:
             """As ``aiohttp.ClientSession.put``."""
             if "middlewares" in kwargs and self._rstsafe is not None:
                 _with_ours(self._rstsafe, kwargs)
-            return super().put(url, **kwargs)
+            return _base_put(self, url, **kwargs)
 
         def patch(self, url: Any, **kwargs: Any) -> Any:
             """As ``aiohttp.ClientSession.patch``."""
             if "middlewares" in kwargs and self._rstsafe is not None:
                 _with_ours(self._rstsafe, kwargs)
-            return super().patch(url, **kwargs)
+            return _base_patch(self, url, **kwargs)
 
         def delete(self, url: Any, **kwargs: Any) -> Any:
             """As ``aiohttp.ClientSession.delete``."""
             if "middlewares" in kwargs and self._rstsafe is not None:
                 _with_ours(self._rstsafe, kwargs)
-            return super().delete(url, **kwargs)
+            return _base_delete(self, url, **kwargs)
