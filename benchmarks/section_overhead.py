@@ -42,8 +42,8 @@ class OverheadConfig:
     httpx_requests: int = 2000
     httpx_rounds: int = 7
     httpx_tasks: int = 50
-    aiohttp_requests: int = 2000
-    aiohttp_rounds: int = 7
+    aiohttp_requests: int = 1000
+    aiohttp_rounds: int = 15
     aiohttp_tasks: int = 50
 
 
