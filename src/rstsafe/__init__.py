@@ -22,6 +22,8 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from rstsafe._core.budget import RetryBudget
     from rstsafe._core.classify import ConnectionFacts, Delivery, Failure, FailureKind, classify
     from rstsafe._core.errors import RequestMaybeSentError, RequestNotSentError, RstsafeError
@@ -89,16 +91,28 @@ def _version() -> str:
         return "0.0.0"
 
 
+def _lazy_attribute(
+    module_name: str, lazy: Mapping[str, str], namespace: dict[str, Any], name: str
+) -> Any:
+    """A lazy module's ``__getattr__``: import the module ``lazy`` names for ``name``.
+
+    The value is bound in ``namespace`` (the lazy module's globals), so later lookups skip
+    ``__getattr__``. Shared by the root and ``rstsafe.sockets``.
+    """
+    module = lazy.get(name)
+    if module is None:
+        raise AttributeError(f"module {module_name!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    namespace[name] = value
+    return value
+
+
 def __getattr__(name: str) -> Any:
     if name == "__version__":
-        value: Any = _version()
-    else:
-        module = _LAZY.get(name)
-        if module is None:
-            raise AttributeError(f"module 'rstsafe' has no attribute {name!r}")
-        value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # later lookups skip __getattr__
-    return value
+        version: str = _version()
+        globals()[name] = version  # later lookups skip __getattr__
+        return version
+    return _lazy_attribute(__name__, _LAZY, globals(), name)
 
 
 def __dir__() -> list[str]:

@@ -5,8 +5,9 @@ with heartbeat validation after connect and after idle.
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
+
+from rstsafe import _lazy_attribute
 
 if TYPE_CHECKING:
     from rstsafe.sockets._helpers import (
@@ -96,12 +97,7 @@ __all__ = (
 
 
 def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'rstsafe.sockets' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # later lookups skip __getattr__
-    return value
+    return _lazy_attribute(__name__, _LAZY, globals(), name)
 
 
 def __dir__() -> list[str]:
