@@ -188,16 +188,18 @@ class _RequestDriver:
         elif not resent_before:
             return False  # not rstsafe's: httpx's own error, untouched
         if decision.action is RetryAction.RETRY_NOW:
-            tracker = self._attempt.tracker
-            if tracker is not None and failure.stale:
-                facts = tracker.life.facts()
-                # Only when the close reads as an idle timeout or a restart: a close at a
-                # request limit (or at idle ~0) says nothing of the idle peers, and
-                # expiring them would waste every request they had left.
-                if facts.idle_seconds is not None and tracker.keepalive.closes_idle_peers(
+            # Only when the close reads as an idle timeout or a restart: a close at a
+            # request limit (or at idle ~0) says nothing of the idle peers, and expiring
+            # them would waste every request they had left.
+            if (
+                tracker is not None
+                and failure.stale
+                and facts.idle_seconds is not None
+                and tracker.keepalive.closes_idle_peers(
                     facts.idle_seconds, requests_served=facts.requests_served
-                ):
-                    self._shared.expire_idle(tracker.life.origin, tracker.life.last_used_at)
+                )
+            ):
+                self._shared.expire_idle(tracker.life.origin, tracker.life.last_used_at)
             return True
         # RETRY_AFTER cannot come from a policy with retries=0 (checked_retry_policy).
         pair = error_pair(exc)
