@@ -77,7 +77,7 @@ def start_nginx(
         )
         argv = [nginx, "-c", str(conf), "-p", str(prefix), "-e", str(prefix / "error.log")]
         server = _real_servers("nginx", argv, port)
-        return RealServer("nginx", server.url, port, log)
+        return RealServer("nginx", server.url, port, log, logs_after_response=True)
 
     return start
 

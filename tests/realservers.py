@@ -24,6 +24,7 @@ import pytest
 
 VENV_BIN = Path(sys.executable).parent
 START_TIMEOUT = 30.0
+BARRIER_PATH = "/.rstsafe-barrier"
 
 
 @dataclass(frozen=True)
@@ -34,17 +35,31 @@ class RealServer:
     url: str
     port: int
     execution_log: Path
+    logs_after_response: bool = False
+    """nginx writes its access log line after it sent the response, so a client can hold
+    the response before the line exists; :meth:`executed` then sends a barrier first."""
 
     def executed(self) -> list[tuple[str, str]]:
         """``(method, path)`` of every request executed so far, in order."""
+        if self.logs_after_response:
+            self._barrier()
         if not self.execution_log.exists():
             return []
         rows = []
         for line in self.execution_log.read_text().splitlines():
             method, _, path = line.partition(" ")
-            if method:
+            if method and path != BARRIER_PATH:
                 rows.append((method, path))
         return rows
+
+    def _barrier(self) -> None:
+        """One request on a new connection, answered in full: its single worker logs
+        each request before it returns to its event loop, and it accepts this connection
+        in a later turn of that loop, so every earlier request's line is written by then."""
+        with socket.create_connection(("127.0.0.1", self.port), START_TIMEOUT) as sock:
+            sock.sendall(f"GET {BARRIER_PATH} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n".encode())
+            while sock.recv(65536):
+                pass
 
     def executions(self, method: str | None = None, path: str | None = None) -> int:
         """How many executed requests match ``method`` and ``path`` (None matches all)."""

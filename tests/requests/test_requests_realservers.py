@@ -59,7 +59,7 @@ def test_real_servers_paced_across_their_keepalive(
         jobs[f"{name} learned"] = (server, steps, None)
         known = [dataclasses.replace(s, path="/known" + s.path) for s in steps]
         jobs[f"{name} configured"] = (server, known, KeepAlive(server_keepalive=timeout))
-    tagged = RealServer("nginx-header", header.url, header.port, header.execution_log)
+    tagged = dataclasses.replace(header, name="nginx-header")
     jobs["nginx header"] = (tagged, alternating(5, 1.0 + OVER), None)
 
     with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
