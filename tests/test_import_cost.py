@@ -16,8 +16,10 @@ import pytest
 
 #: Modules nothing of rstsafe needs until used: async libraries and their back ends,
 #: HTTP/2, httpcore (httpx itself loads it at the first transport), the tools, the test
-#: server, the CLI, the pools, package metadata.
+#: server, the CLI, the pools, package metadata, tenacity (only its helpers use it).
 OPTIONAL = (
+    "tenacity",
+    "rstsafe._core.retry_tenacity",
     "trio",
     "anyio",
     "sniffio",
@@ -34,7 +36,7 @@ OPTIONAL = (
     "rstsafe.tools",
     "rstsafe.testing",
     "rstsafe._cli",
-    "rstsafe.sockets._pool",
+    "rstsafe.sockets",
 )
 
 #: (rstsafe's import, its host's import, modules of OPTIONAL plus these it must not add).

@@ -29,7 +29,8 @@ if TYPE_CHECKING:
     from rstsafe._core.errors import RequestMaybeSentError, RequestNotSentError, RstsafeError
     from rstsafe._core.idempotency import IdempotencyRules, replayability
     from rstsafe._core.keepalive import KeepAlive
-    from rstsafe._core.retry import RetryPolicy, retry_if_safe
+    from rstsafe._core.retry import RetryPolicy
+    from rstsafe._core.retry_tenacity import retry_if_safe
     from rstsafe.sockets._helpers import graceful_close, keepalive_options
     from rstsafe.sockets._pool import AsyncPool, Pool, PoolConfig
 
@@ -55,7 +56,7 @@ _LAZY: dict[str, str] = {
     "graceful_close": "rstsafe.sockets._helpers",
     "keepalive_options": "rstsafe.sockets._helpers",
     "replayability": "rstsafe._core.idempotency",
-    "retry_if_safe": "rstsafe._core.retry",
+    "retry_if_safe": "rstsafe._core.retry_tenacity",
 }
 
 __all__ = (

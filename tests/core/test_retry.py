@@ -211,6 +211,26 @@ def test_backoff_is_exponential_capped_and_jittered_down() -> None:
     assert jittered.backoff(4, random.Random(9)) == jittered.backoff(4, random.Random(9))
 
 
+@given(
+    wait_initial=st.floats(min_value=0.0, max_value=10.0),
+    wait_max=st.floats(min_value=0.0, max_value=60.0),
+    wait_exp_base=st.floats(min_value=1.0, max_value=10.0),
+    retry_number=st.integers(min_value=1, max_value=5000),
+)
+def test_backoff_matches_tenacity_wait_exponential(
+    wait_initial: float, wait_max: float, wait_exp_base: float, retry_number: int
+) -> None:
+    """backoff() computes what tenacity's wait_exponential gives, without importing it."""
+    import tenacity
+
+    policy = RetryPolicy(
+        wait_initial=wait_initial, wait_max=wait_max, wait_exp_base=wait_exp_base, jitter=0.0
+    )
+    state = tenacity.RetryCallState(tenacity.Retrying(), None, (), {})
+    state.attempt_number = retry_number
+    assert policy.backoff(retry_number) == pytest.approx(policy.wait_strategy()(state))
+
+
 def test_policy_validation_names_the_field() -> None:
     """Invalid RetryPolicy values raise ValueError naming the field."""
     for field, value in [

@@ -197,11 +197,17 @@ class Failure:
 _KindSpec = FailureKind | Callable[[BaseException], FailureKind]
 
 
-class _Row(NamedTuple):
-    exc_type: type[BaseException]
-    kind: _KindSpec
-    delivery: Delivery | None
-    rank: int
+class _Row:
+    # A plain slotted class, not a NamedTuple: cheaper to define at import (issue 15).
+    __slots__ = ("delivery", "exc_type", "kind", "rank")
+
+    def __init__(
+        self, exc_type: type[BaseException], kind: _KindSpec, delivery: Delivery | None, rank: int
+    ) -> None:
+        self.exc_type = exc_type
+        self.kind = kind
+        self.delivery = delivery
+        self.rank = rank
 
 
 _NOT = Delivery.NOT_SENT
@@ -483,10 +489,13 @@ def _chain(exc: BaseException, *, context: bool) -> list[BaseException]:
     return order
 
 
-class _Match(NamedTuple):
-    rank: int
-    kind: FailureKind
-    exc: BaseException
+class _Match:
+    __slots__ = ("exc", "kind", "rank")
+
+    def __init__(self, rank: int, kind: FailureKind, exc: BaseException) -> None:
+        self.rank = rank
+        self.kind = kind
+        self.exc = exc
 
 
 def _scan(

@@ -115,6 +115,7 @@ CLOSE_HISTORY = 16
 # on a WAN; 5 % of a 2 s idle is 100 ms).
 PROOF_MARGIN = 0.05
 
+
 # Keep-Alive header values beyond these are hostile or nonsense and ignored.
 MAX_HEADER_TIMEOUT = 86_400.0  # one day
 MAX_HEADER_MAX = 1_000_000_000
@@ -326,30 +327,68 @@ class IdleTTL:
     before_jitter: float
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+# The two private records below are plain slotted classes, not dataclasses: a dataclass
+# costs about half a millisecond at import (issue 15), and nothing compares or prints them.
+
+
 class _Witness:
     """An expired idle connection kept open, unused, to watch the server keep it."""
 
-    handle: object
-    last_used_at: float
-    created_at: float
-    close: Callable[[], None]
+    __slots__ = ("close", "created_at", "handle", "last_used_at")
+
+    def __init__(
+        self, *, handle: object, last_used_at: float, created_at: float, close: Callable[[], None]
+    ) -> None:
+        self.handle = handle
+        self.last_used_at = last_used_at
+        self.created_at = created_at
+        self.close = close
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
 class _Close:
     """One close by the server, as the history keeps it (see OriginKeepAlive)."""
 
-    at: float
-    idle: float
-    served: int | None
-    liveness_check: bool
-    opened_at: float | None = None
-    # What applying it as idle evidence changed, to undo it when a pattern explains it.
-    applied: bool = False
-    upper_before: float | None = None
-    pending_before: float | None = None
-    lower_before: float | None = None
+    __slots__ = (
+        "applied",
+        "at",
+        "idle",
+        "liveness_check",
+        "lower_before",
+        "opened_at",
+        "pending_before",
+        "served",
+        "upper_before",
+    )
+
+    def __init__(
+        self,
+        *,
+        at: float,
+        idle: float,
+        served: int | None,
+        liveness_check: bool,
+        opened_at: float | None,
+    ) -> None:
+        self.at = at
+        self.idle = idle
+        self.served = served
+        self.liveness_check = liveness_check
+        self.opened_at = opened_at
+        # What applying it as idle evidence changed, to undo it when a pattern explains
+        # it (set by applied_as_evidence).
+        self.applied = False
+        self.upper_before: float | None = None
+        self.pending_before: float | None = None
+        self.lower_before: float | None = None
+
+    def applied_as_evidence(
+        self, *, upper: float | None, pending: float | None, lower: float | None
+    ) -> None:
+        """Record that this close lowered the idle bound, and what the bounds were before."""
+        self.applied = True
+        self.upper_before = upper
+        self.pending_before = pending
+        self.lower_before = lower
 
 
 class OriginKeepAlive:
@@ -639,18 +678,14 @@ class OriginKeepAlive:
                 return  # too short for any idle timeout: a crash or a limit
             if self._open is not None and idle_seconds <= self._open:
                 self._open = None  # a connection seen open at least this long was weak
-            close = dataclasses.replace(
-                close,
-                applied=True,
-                upper_before=self._upper,
-                pending_before=self._pending_stale,
-                lower_before=self._lower,
+            close.applied_as_evidence(
+                upper=self._upper, pending=self._pending_stale, lower=self._lower
             )
             self._closes.append(close)
             if self._lower is not None and idle_seconds <= self._lower:
                 if liveness_check:
                     # Closed for another reason (see observe_closed_idle).
-                    self._closes[-1] = dataclasses.replace(close, applied=False)
+                    close.applied = False
                     return
                 if self._pending_stale is None:
                     # Contradicts a seen success: maybe noise (a crash). Wait for a
@@ -740,9 +775,8 @@ class OriginKeepAlive:
                 self._upper = earlier.upper_before
                 self._pending_stale = earlier.pending_before
                 self._lower = earlier.lower_before
-        for index, earlier in enumerate(self._closes):
-            if earlier in pattern:
-                self._closes[index] = dataclasses.replace(earlier, applied=False)
+        for earlier in pattern:
+            earlier.applied = False
         return True
 
     def closes_idle_peers(self, idle_seconds: float, *, requests_served: int | None = None) -> bool:

@@ -33,22 +33,18 @@ import math
 import random
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
-
-import tenacity
-from tenacity import retry_base
-from tenacity.wait import wait_base
+from typing import TYPE_CHECKING, Any
 
 from rstsafe._core.budget import DEFAULT_RETRY_BUDGET, RetryBudget
-from rstsafe._core.classify import _STALE_KINDS, ConnectionFacts, Failure, FailureKind, classify
+from rstsafe._core.classify import _STALE_KINDS, Failure, FailureKind
 from rstsafe._core.clock import jittered
-from rstsafe._core.idempotency import (
-    DEFAULT_IDEMPOTENCY_RULES,
-    HeadersLike,
-    IdempotencyRules,
-    Replayability,
-    replayability,
-)
+from rstsafe._core.idempotency import DEFAULT_IDEMPOTENCY_RULES, HeadersLike, IdempotencyRules
+
+if TYPE_CHECKING:
+    import tenacity
+    from tenacity.wait import wait_base
+
+    from rstsafe._core.idempotency import Replayability
 
 __all__ = (
     "DEFAULT_RETRY_KINDS",
@@ -58,7 +54,6 @@ __all__ = (
     "RetryHistory",
     "RetryPolicy",
     "parse_retry_after",
-    "retry_if_safe",
 )
 
 DEFAULT_RETRY_KINDS = frozenset(
@@ -327,6 +322,8 @@ class RetryPolicy:
 
     def wait_strategy(self) -> wait_base:
         """The tenacity wait strategy behind the backoff, before jitter."""
+        import tenacity  # here, not at the top: only its helpers load tenacity
+
         return tenacity.wait_exponential(
             multiplier=self.wait_initial, max=self.wait_max, exp_base=self.wait_exp_base
         )
@@ -338,9 +335,11 @@ class RetryPolicy:
         (tenacity's ``wait_exponential``), then shortened by up to ``jitter``.
         """
         _int_at_least("retry_number", retry_number, 1)
-        state = tenacity.RetryCallState(tenacity.Retrying(), None, (), {})
-        state.attempt_number = retry_number
-        delay = self.wait_strategy()(state)
+        try:
+            delay = self.wait_initial * self.wait_exp_base ** (retry_number - 1)
+        except OverflowError:
+            delay = self.wait_max
+        delay = max(0.0, min(delay, self.wait_max))
         return jittered(delay, self.jitter, rng if rng is not None else _DEFAULT_RNG)
 
     # -- decisions -------------------------------------------------------------------
@@ -539,13 +538,9 @@ class RetryPolicy:
 
     def tenacity_wait(self, rng: random.Random | None = None) -> wait_base:
         """A tenacity wait strategy giving this policy's jittered backoff."""
-        return _PolicyWait(self, rng)
+        from rstsafe._core.retry_tenacity import policy_wait
 
-    def _tenacity_stop(self) -> tenacity.stop.stop_base:
-        stop: tenacity.stop.stop_base = tenacity.stop_after_attempt(self.retries + 1)
-        if self.timeout is not None:
-            stop = stop | tenacity.stop_after_delay(self.timeout)
-        return stop
+        return policy_wait(self, rng)
 
     def retrying(
         self,
@@ -571,16 +566,9 @@ class RetryPolicy:
                     response = session.get(url)
             ```
         """
-        kwargs: dict[str, Any] = {}
-        if sleep is not None:
-            kwargs["sleep"] = sleep
-        return tenacity.Retrying(
-            stop=self._tenacity_stop(),
-            wait=self.tenacity_wait(rng),
-            retry=retry_if_safe(method=method, headers=headers, body=body, policy=self),
-            reraise=True,
-            **kwargs,
-        )
+        from rstsafe._core.retry_tenacity import retrying
+
+        return retrying(self, method=method, headers=headers, body=body, sleep=sleep, rng=rng)
 
     def async_retrying(
         self,
@@ -592,62 +580,6 @@ class RetryPolicy:
         rng: random.Random | None = None,
     ) -> tenacity.AsyncRetrying:
         """The async twin of `retrying` (`tenacity.AsyncRetrying`)."""
-        kwargs: dict[str, Any] = {}
-        if sleep is not None:
-            kwargs["sleep"] = sleep
-        return tenacity.AsyncRetrying(
-            stop=self._tenacity_stop(),
-            wait=self.tenacity_wait(rng),
-            retry=retry_if_safe(method=method, headers=headers, body=body, policy=self),
-            reraise=True,
-            **kwargs,
-        )
+        from rstsafe._core.retry_tenacity import async_retrying
 
-
-class _PolicyWait(wait_base):
-    def __init__(self, policy: RetryPolicy, rng: random.Random | None) -> None:
-        self._policy = policy
-        self._rng = rng
-
-    def __call__(self, retry_state: tenacity.RetryCallState) -> float:
-        return self._policy.backoff(max(1, retry_state.attempt_number), self._rng)
-
-
-class retry_if_safe(retry_base):  # lower case, like tenacity's predicates
-    """A tenacity retry predicate: true only for failures safe to retry for this request.
-
-    Classifies the attempt's exception ([`rstsafe.classify`][rstsafe.classify]) and asks
-    [`RetryPolicy.is_safe_to_retry`][rstsafe.RetryPolicy.is_safe_to_retry]: a transient failure
-    kind, a replayable body,
-    and either nothing sent or an idempotent request. Results (no exception) are never
-    retried.
-
-    Args:
-        method: The request method.
-        headers: The request headers (for idempotency keys).
-        body: The body object or a [`BodyInfo`][rstsafe.core.BodyInfo].
-        policy: The policy whose ``retry_on`` and ``rules`` apply.
-        facts: Connection facts to classify with, when known.
-    """
-
-    def __init__(
-        self,
-        *,
-        method: str,
-        headers: HeadersLike | None = None,
-        body: object = None,
-        policy: RetryPolicy | None = None,
-        facts: ConnectionFacts | None = None,
-    ) -> None:
-        self.policy = policy if policy is not None else RetryPolicy()
-        self.replay = replayability(method, headers, body, rules=self.policy.rules)
-        self.facts = facts
-
-    def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
-        outcome = retry_state.outcome
-        if outcome is None or not outcome.failed:
-            return False
-        exc = outcome.exception()
-        if exc is None:
-            return False
-        return self.policy.is_safe_to_retry(classify(exc, facts=self.facts), self.replay)
+        return async_retrying(self, method=method, headers=headers, body=body, sleep=sleep, rng=rng)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -11,7 +11,9 @@ from rstsafe._compat.httpx import client_transport_arguments
 from rstsafe._core.keepalive import KeepAlive
 from rstsafe._core.retry import RetryPolicy
 from rstsafe.httpx._transport import AsyncTransport, Transport, checked_retry_policy
-from rstsafe.sockets._helpers import SocketOption
+
+if TYPE_CHECKING:
+    from rstsafe.sockets._helpers import SocketOption
 
 __all__ = ("AsyncClient", "Client")
 

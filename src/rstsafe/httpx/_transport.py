@@ -58,7 +58,6 @@ from rstsafe.httpx._state import (
     _keep_alive_header,
     _Shared,
 )
-from rstsafe.sockets._helpers import httpx_socket_options
 
 if TYPE_CHECKING:
     from rstsafe.httpx._network import _AsyncBackend, _Backend
@@ -327,8 +326,11 @@ class _TransportMixin:
         shared = _Shared(config, policy, h2_prior_knowledge=http2 and not http1, clock=clock)
         self._shared = shared
         arguments["limits"] = _inner_limits(limits, config, http2)
-        arguments["socket_options"] = httpx_socket_options(arguments["socket_options"])
+        # Imported here: the first transport loads them, as httpx loads httpcore.
         from rstsafe.httpx import _network
+        from rstsafe.sockets._helpers import httpx_socket_options
+
+        arguments["socket_options"] = httpx_socket_options(arguments["socket_options"])
 
         backend_class: type[_Backend] | type[_AsyncBackend] = (
             _network._AsyncBackend if self._is_async else _network._Backend

@@ -23,7 +23,7 @@ requests' own. Private requests names used here are listed in :mod:`rstsafe._com
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import requests
 import requests.adapters
@@ -35,7 +35,6 @@ from rstsafe._compat.requests import ATTRS, pool_settings
 from rstsafe._core.errors import RequestMaybeSentError, RequestNotSentError, RstsafeError
 from rstsafe._core.keepalive import KeepAlive, KeepAliveRegistry
 from rstsafe._core.retry import RetryPolicy
-from rstsafe.sockets._helpers import SocketOption
 from rstsafe.urllib3._pools import PoolManager, ProxyManager, _stale_only
 
 __all__ = (
@@ -46,6 +45,9 @@ __all__ = (
     "NotSentConnectionError",
     "Session",
 )
+
+if TYPE_CHECKING:
+    from rstsafe.sockets._helpers import SocketOption
 
 
 class NotSentConnectionError(RequestNotSentError, requests.exceptions.ConnectionError):

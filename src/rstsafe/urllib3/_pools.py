@@ -68,7 +68,6 @@ from rstsafe._core.idempotency import (
 )
 from rstsafe._core.keepalive import KeepAlive, KeepAliveRegistry, OriginKeepAlive
 from rstsafe._core.retry import RetryAction, RetryPolicy
-from rstsafe.sockets._helpers import keepalive_options, urllib3_socket_options
 
 if TYPE_CHECKING:
     from urllib3._base_connection import BaseHTTPConnection
@@ -822,10 +821,18 @@ _POOL_CLASSES: dict[str, type[urllib3.HTTPConnectionPool]] = {
 }
 
 
+def _socket_options() -> list[Any]:
+    # Imported here, not at the top: the socket helpers load at the first manager, so
+    # that ``import rstsafe.urllib3`` stays cheap (issue 15).
+    from rstsafe.sockets._helpers import urllib3_socket_options
+
+    return urllib3_socket_options()
+
+
 class _Manager(urllib3.PoolManager):
     """What :class:`PoolManager` and :class:`ProxyManager` share."""
 
-    _default_socket_options: Callable[[], list[Any]] = staticmethod(urllib3_socket_options)
+    _default_socket_options: Callable[[], list[Any]] = staticmethod(_socket_options)
 
     def __init__(
         self,
@@ -915,6 +922,8 @@ class PoolManager(_Manager):
 def _proxy_socket_options() -> list[Any]:
     # urllib3 keeps Nagle's algorithm on for proxies (empty default options); add only
     # the keepalive options.
+    from rstsafe.sockets._helpers import keepalive_options
+
     return [(level, name, value) for level, name, value in keepalive_options()]
 
 
