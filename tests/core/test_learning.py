@@ -551,3 +551,34 @@ def test_a_limit_learned_before_a_restart_survives_it() -> None:
         state.observe_stale(0.01, requests_served=served, age_seconds=5.0)
         clock.advance(RESTART_WINDOW / 10)
     assert state.learned_max_requests == 5
+
+
+def test_idle_checks_reported_by_the_lease_carry_age_and_request_count() -> None:
+    """ConnectionLife.report_idle_check: what every adapter reports of an idle connection.
+
+    50 connections found reset after their 5th request and an idle too short for any
+    timeout teach a request limit (it needs their request counts), and no idle bound; a
+    connection seen open teaches its idle; one that never served a request teaches nothing.
+    """
+    state, clock = _state()
+    never_used = ConnectionLife(clock=clock)
+    clock.advance(9.0)
+    never_used.report_idle_check(state, is_open=False)
+    assert state.upper_bound is None
+    for _ in range(50):
+        life = ConnectionLife(clock=clock)
+        for _ in range(5):
+            life.begin_attempt()
+            clock.advance(0.05)
+            life.finish_request()
+        clock.advance(0.002)
+        life.report_idle_check(state, is_open=False)
+        clock.advance(0.005)
+    assert state.learned_max_requests == 5
+    assert state.upper_bound is None
+    kept = ConnectionLife(clock=clock)
+    kept.begin_attempt()
+    kept.finish_request()
+    clock.advance(3.0)
+    kept.report_idle_check(state, is_open=True)
+    assert state.open_bound == pytest.approx(3.0)

@@ -140,6 +140,28 @@ class ConnectionLife:
             lifetime_draw=self._lifetime_draw,
         )
 
+    def report_idle_check(self, keepalive: OriginKeepAlive, *, is_open: bool) -> None:
+        """Report a liveness check of this idle connection: still open, or closed by the server.
+
+        The one report every adapter makes of an idle connection it looked at (or saw
+        closed), with everything the origin's learning reads: the idle time, and for a
+        close the connection's age and request count (a restart burst and a request limit
+        are told apart from an idle timeout by them). Nothing for a connection that never
+        served a request: its idle time says nothing about the server's timeout.
+        """
+        if not self.requests_served:
+            return
+        now = self._clock.now()
+        idle = max(0.0, now - self.last_used_at)
+        if is_open:
+            keepalive.observe_open(idle)
+        else:
+            keepalive.observe_closed_idle(
+                idle,
+                age_seconds=max(0.0, now - self.created_at),
+                requests_served=self.requests_served,
+            )
+
     def begin_attempt(self) -> None:
         """Mark the start of a request on this connection; resets the byte counters."""
         # rstsafe.urllib3._pools.HTTPConnection.request inlines this: change both together.

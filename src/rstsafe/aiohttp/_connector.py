@@ -454,10 +454,7 @@ class _Tracked:
         self.shared.connections.pop(self.protocol, None)
         if self.closed_locally or self.in_use or not self.life.requests_served:
             return
-        life = self.life
-        self.keepalive.observe_closed_idle(
-            life.idle_seconds(), age_seconds=max(0.0, self.shared.now() - life.created_at)
-        )
+        self.life.report_idle_check(self.keepalive, is_open=False)
         self.shared.epoch += 1  # the learned TTL may have shortened
 
 

@@ -355,14 +355,8 @@ class _Tracker:
             self.server_closed = True
         if not life.requests_served:
             return
-        if is_open:
-            self.keepalive.observe_open(life.idle_seconds())
-        else:
-            self.keepalive.observe_closed_idle(
-                life.idle_seconds(),
-                age_seconds=max(0.0, self.shared.now() - life.created_at),
-                requests_served=life.requests_served,
-            )
+        life.report_idle_check(self.keepalive, is_open=is_open)
+        if not is_open:
             self.shared.epoch += 1  # the learned TTL may have shortened
 
     def slices(self, buffer: bytes) -> Iterator[bytes] | None:

@@ -230,15 +230,12 @@ class _PoolShared:
             return True
         return bool(request.policy.may_probe(request.replay()))
 
-    def checked_idle(self, life: ConnectionLife, now: float, *, is_open: bool) -> None:
+    def checked_idle(self, life: ConnectionLife, *, is_open: bool) -> None:
         """Learn from a liveness check of an idle connection: still open, or closed."""
         if not life.requests_served:
             return  # never used: its idle time says nothing about the server's timeout
-        idle = now - life.last_used_at
-        if is_open:
-            self.state.observe_open(idle)
-        else:
-            self.state.observe_closed_idle(idle)
+        life.report_idle_check(self.state, is_open=is_open)
+        if not is_open:
             self.refresh_soon()
 
     def reused_ok(self, idle: float) -> None:
@@ -319,7 +316,7 @@ class HTTPConnection(urllib3.connection.HTTPConnection):
             ) or shared.surely_alive(life, now):
                 if not wait_for_read(self.sock, timeout=0.0):  # urllib3's own check
                     return True
-                shared.checked_idle(life, now, is_open=False)  # closed by the server
+                shared.checked_idle(life, is_open=False)  # closed by the server
                 return False
             if life.last_used_at <= shared.watermark and life.requests_served:
                 log.debug("discarding %r: idle since before a stale connection failed", life)
@@ -328,10 +325,10 @@ class HTTPConnection(urllib3.connection.HTTPConnection):
                 shared.state, probe=shared.may_probe, retryable=shared.retryable
             )
             if wait_for_read(self.sock, timeout=0.0):  # urllib3's own check
-                shared.checked_idle(life, now, is_open=False)  # closed by the server
+                shared.checked_idle(life, is_open=False)  # closed by the server
                 return False
             if reason is not None:
-                shared.checked_idle(life, now, is_open=True)
+                shared.checked_idle(life, is_open=True)
                 log.debug("discarding connection to %s: %s", self._rstsafe_origin, reason)
                 self._offer_witness(shared.state, life)
                 return False
