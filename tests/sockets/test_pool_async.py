@@ -140,13 +140,17 @@ def test_async_errors_and_cancellation_discard_the_connection(pong_server: PongS
                 async with pool.connection():
                     raise ConnectionResetError(104, "Connection reset by peer")
 
+            inside = asyncio.Event()
+
             async def hang() -> None:
                 async with pool.connection():
+                    inside.set()
                     await asyncio.sleep(PATIENCE)
 
             task = asyncio.create_task(hang())
-            while pool.counters.in_use == 0:
-                await asyncio.sleep(0.01)
+            # Cancelled inside the block, not while the pool still connects or sends the
+            # heartbeat (the pool counts those as in use too).
+            await asyncio.wait_for(inside.wait(), PATIENCE)
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await task
