@@ -43,6 +43,27 @@ def _stop(policy: RetryPolicy) -> tenacity.stop.stop_base:
     return stop
 
 
+def _arguments(
+    policy: RetryPolicy,
+    *,
+    method: str,
+    headers: HeadersLike | None,
+    body: object,
+    sleep: object,
+    rng: random.Random | None,
+) -> dict[str, Any]:
+    """What `tenacity.Retrying` and `tenacity.AsyncRetrying` are built with, alike."""
+    arguments: dict[str, Any] = {
+        "stop": _stop(policy),
+        "wait": _PolicyWait(policy, rng),
+        "retry": retry_if_safe(method=method, headers=headers, body=body, policy=policy),
+        "reraise": True,
+    }
+    if sleep is not None:
+        arguments["sleep"] = sleep
+    return arguments
+
+
 def retrying(
     policy: RetryPolicy,
     *,
@@ -53,15 +74,8 @@ def retrying(
     rng: random.Random | None,
 ) -> tenacity.Retrying:
     """`RetryPolicy.retrying`'s body."""
-    kwargs: dict[str, Any] = {}
-    if sleep is not None:
-        kwargs["sleep"] = sleep
     return tenacity.Retrying(
-        stop=_stop(policy),
-        wait=_PolicyWait(policy, rng),
-        retry=retry_if_safe(method=method, headers=headers, body=body, policy=policy),
-        reraise=True,
-        **kwargs,
+        **_arguments(policy, method=method, headers=headers, body=body, sleep=sleep, rng=rng)
     )
 
 
@@ -75,15 +89,8 @@ def async_retrying(
     rng: random.Random | None,
 ) -> tenacity.AsyncRetrying:
     """`RetryPolicy.async_retrying`'s body."""
-    kwargs: dict[str, Any] = {}
-    if sleep is not None:
-        kwargs["sleep"] = sleep
     return tenacity.AsyncRetrying(
-        stop=_stop(policy),
-        wait=_PolicyWait(policy, rng),
-        retry=retry_if_safe(method=method, headers=headers, body=body, policy=policy),
-        reraise=True,
-        **kwargs,
+        **_arguments(policy, method=method, headers=headers, body=body, sleep=sleep, rng=rng)
     )
 
 
