@@ -34,7 +34,6 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import math
-import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -45,10 +44,11 @@ from aiohttp.client_reqrep import ClientRequest
 from rstsafe._compat.aiohttp import closed_future, set_transport
 from rstsafe._core.attempts import ConnectionLife
 from rstsafe._core.classify import ConnectionFacts, Origin
-from rstsafe._core.clock import Clock, MonotonicClock
+from rstsafe._core.clock import Clock
 from rstsafe._core.idempotency import NO_BODY, BodyInfo, BodyKind, replayability
-from rstsafe._core.keepalive import KeepAlive, KeepAliveRegistry, OriginKeepAlive
+from rstsafe._core.keepalive import KeepAlive, KeepAliveRegistry
 from rstsafe._core.retry import RetryPolicy
+from rstsafe._core.shared import MAX_CACHED_ORIGINS, ClientShared, origin_for
 
 __all__ = ("TCPConnector",)
 
@@ -64,11 +64,6 @@ _AIOHTTP_IDLE_CAP = 3600.0
 # frees sockets, so a second (aiohttp's own cleanup runs every keepalive_timeout) is
 # fine-grained enough.
 _SWEEP_PERIOD = 1.0
-
-# Entries kept in the per-origin caches before they are cleared.
-_MAX_CACHED_ORIGINS = 4096
-
-_DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 
 
 def check_keepalive(keepalive: object) -> KeepAlive:
@@ -179,42 +174,13 @@ CURRENT_ATTEMPT: contextvars.ContextVar[_Attempt | None] = contextvars.ContextVa
 )
 
 
-class Shared:
+class Shared(ClientShared):
     """What every connection and request of one connector shares."""
 
-    __slots__ = (
-        "clock",
-        "connections",
-        "epoch",
-        "last_header",
-        "middleware",
-        "now",
-        "ok_idle",
-        "origins",
-        "policy",
-        "registry",
-        "stale_before",
-        "states",
-        "sweep_handle",
-        "sweeping",
-    )
+    __slots__ = ("connections", "middleware", "origins", "sweep_handle", "sweeping")
 
     def __init__(self, keepalive: KeepAlive, policy: RetryPolicy, clock: Clock | None) -> None:
-        self.clock: Clock = clock if clock is not None else MonotonicClock()
-        self.now: Callable[[], float] = (
-            time.monotonic if isinstance(self.clock, MonotonicClock) else self.clock.now
-        )
-        self.registry = KeepAliveRegistry(keepalive, clock=self.clock)
-        self.policy = policy
-        # Per origin: idle connections last used at or before this time are expired
-        # (set when a reused connection turned out stale).
-        self.stale_before: dict[Origin, float] = {}
-        # Bumped whenever what decides expiry may have shortened (a stale connection, a
-        # close while idle, a new Keep-Alive header): connections re-run the full check.
-        self.epoch = 0
-        self.last_header: dict[Origin, str] = {}
-        self.ok_idle: dict[Origin, tuple[int, float]] = {}
-        self.states: dict[Origin, OriginKeepAlive] = {}
+        super().__init__(keepalive, policy, clock)
         self.origins: dict[tuple[str, str | None, int | None], Origin] = {}
         # Every connection rstsafe tracks, by its protocol (what aiohttp's pool hands
         # back on release); the sweeper closes the idle ones past their expiry.
@@ -228,50 +194,10 @@ class Shared:
         key = (url.scheme, url.host, url.port)
         origin = self.origins.get(key)
         if origin is None:
-            if len(self.origins) >= _MAX_CACHED_ORIGINS:
+            if len(self.origins) >= MAX_CACHED_ORIGINS:
                 self.origins.clear()
-            scheme = url.scheme.lower()
-            port = url.port if url.port is not None else _DEFAULT_PORTS.get(scheme, 0)
-            origin = self.origins[key] = Origin(scheme, (url.host or "").lower(), port)
+            origin = self.origins[key] = origin_for(url.scheme, url.host, url.port)
         return origin
-
-    def state(self, origin: Origin) -> OriginKeepAlive:
-        """The keep-alive state of ``origin``."""
-        state = self.states.get(origin)
-        if state is None:
-            if len(self.states) >= _MAX_CACHED_ORIGINS:
-                self.states.clear()
-                self.ok_idle.clear()
-            state = self.states[origin] = self.registry.for_origin(origin)
-        return state
-
-    def reused_ok(self, origin: Origin, idle: float) -> None:
-        """A reused connection answered after ``idle`` seconds: teach the origin's state.
-
-        Reporting an idle no longer than one already reported is skipped until the
-        epoch changes (the state keeps the largest; see ``rstsafe.httpx``).
-        """
-        epoch = self.epoch
-        seen = self.ok_idle.get(origin)
-        if seen is None or seen[0] != epoch or idle > seen[1]:
-            self.state(origin).observe_reused_ok(idle)
-            self.ok_idle[origin] = (epoch, idle)
-
-    def saw_header(self, origin: Origin, keep_alive: str) -> None:
-        """A response carried ``Keep-Alive``; a new value may change the TTL."""
-        if self.last_header.get(origin) != keep_alive:
-            self.last_header[origin] = keep_alive
-            self.epoch += 1
-
-    def expire_idle(self, origin: Origin, last_used_at: float) -> None:
-        """Expire every idle connection to ``origin`` idle at least since ``last_used_at``.
-
-        A connection found stale after ``t`` seconds idle says the server closes
-        connections idle that long: the others as old are closed, not tried one by one.
-        """
-        if last_used_at > self.stale_before.get(origin, -math.inf):
-            self.stale_before[origin] = last_used_at
-        self.epoch += 1
 
     def schedule_sweep(self) -> None:
         """Make sure idle connections past their expiry get closed (see ``sweep``)."""

@@ -15,19 +15,18 @@ from __future__ import annotations
 import contextvars
 import os
 import socket
-import time
 from collections.abc import Callable, Iterator
 
 import httpx
 
 from rstsafe._core.attempts import ConnectionLife
 from rstsafe._core.classify import Origin
-from rstsafe._core.clock import Clock, MonotonicClock
+from rstsafe._core.clock import Clock
 from rstsafe._core.idempotency import BodyInfo, BodyKind, replayability
-from rstsafe._core.keepalive import KeepAlive, KeepAliveRegistry, OriginKeepAlive
+from rstsafe._core.keepalive import KeepAlive, OriginKeepAlive
 from rstsafe._core.retry import RetryPolicy
+from rstsafe._core.shared import MAX_CACHED_ORIGINS, ClientShared, origin_for
 
-_DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 # Large request writes (async back ends) go out in slices of this size, with a look
 # for an early error response (413, 401 ...) between slices. anyio's asyncio transport
 # does not read while a send waits for the buffer to drain, and a reset arriving then
@@ -38,29 +37,15 @@ _DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 # of reach); a server that lingers after answering, as nginx does, leaves time to see it.
 _UPLOAD_SLICE = 256 * 1024
 
-# Entries kept in the transport's per-origin caches before they are cleared.
-_MAX_CACHED_ORIGINS = 4096
 
 # ---------------------------------------------------------------------------------------
 # Per-connection and per-attempt state (no I/O).
 
 
-class _Shared:
+class _Shared(ClientShared):
     """What every connection and request of one transport shares."""
 
-    __slots__ = (
-        "clock",
-        "epoch",
-        "h2_prior_knowledge",
-        "last_header",
-        "now",
-        "ok_idle",
-        "origins",
-        "policy",
-        "registry",
-        "stale_before",
-        "states",
-    )
+    __slots__ = ("h2_prior_knowledge", "origins")
 
     def __init__(
         self,
@@ -70,27 +55,8 @@ class _Shared:
         h2_prior_knowledge: bool,
         clock: Clock | None = None,
     ) -> None:
-        self.clock: Clock = clock if clock is not None else MonotonicClock()
-        # The pool asks every idle connection on every request: call the C function
-        # directly for the real clock.
-        self.now: Callable[[], float] = (
-            time.monotonic if isinstance(self.clock, MonotonicClock) else self.clock.now
-        )
-        self.registry = KeepAliveRegistry(keepalive, clock=self.clock)
-        self.policy = retry
+        super().__init__(keepalive, retry, clock)
         self.h2_prior_knowledge = h2_prior_knowledge
-        # Per origin: idle connections last used at or before this time are expired
-        # (set when a reused connection turned out stale; see expire_idle).
-        self.stale_before: dict[Origin, float] = {}
-        # Bumped whenever what decides expiry may have shortened (a stale connection, a
-        # new Keep-Alive header): connections then re-run the full check.
-        self.epoch = 0
-        self.last_header: dict[Origin, str] = {}
-        # Per origin: (epoch, the longest idle after which a reuse was reported to the
-        # keep-alive state). A shorter one teaches it nothing until the epoch changes.
-        self.ok_idle: dict[Origin, tuple[int, float]] = {}
-        # A lock-free cache of the registry's states (dict reads are atomic).
-        self.states: dict[Origin, OriginKeepAlive] = {}
         self.origins: dict[tuple[bytes, bytes], Origin] = {}
 
     def origin_of(self, url: httpx.URL) -> Origin:
@@ -98,53 +64,10 @@ class _Shared:
         key = (url.raw_scheme, url.netloc)
         origin = self.origins.get(key)
         if origin is None:
-            if len(self.origins) >= _MAX_CACHED_ORIGINS:  # a crawler: stay bounded
+            if len(self.origins) >= MAX_CACHED_ORIGINS:  # a crawler: stay bounded
                 self.origins.clear()
-            origin = self.origins[key] = _origin_of(url)
+            origin = self.origins[key] = origin_for(url.scheme, url.host, url.port)
         return origin
-
-    def state(self, origin: Origin) -> OriginKeepAlive:
-        """The keep-alive state of ``origin``."""
-        state = self.states.get(origin)
-        if state is None:
-            if len(self.states) >= _MAX_CACHED_ORIGINS:
-                self.states.clear()
-                self.ok_idle.clear()
-            state = self.states[origin] = self.registry.for_origin(origin)
-        return state
-
-    def reused_ok(self, origin: Origin, idle: float) -> None:
-        """A reused connection answered after ``idle`` seconds: teach the origin's state.
-
-        The state keeps the largest such idle (a lower bound on the server's timeout),
-        so reporting a smaller one is skipped, unless something changed since (a stale
-        connection, a new header: the epoch), when the state may have dropped it.
-        """
-        epoch = self.epoch
-        seen = self.ok_idle.get(origin)
-        if seen is None or seen[0] != epoch or idle > seen[1]:
-            self.state(origin).observe_reused_ok(idle)
-            self.ok_idle[origin] = (epoch, idle)
-
-    def saw_header(self, origin: Origin, keep_alive: str) -> None:
-        """A response carried ``Keep-Alive``; a new value may change the TTL."""
-        if self.last_header.get(origin) != keep_alive:
-            self.last_header[origin] = keep_alive
-            self.epoch += 1
-
-    def expire_idle(self, origin: Origin | None, last_used_at: float) -> None:
-        """Expire every idle connection to ``origin`` idle at least since ``last_used_at``.
-
-        A connection found stale after ``t`` seconds idle says the server closes
-        connections idle that long: every other connection to the origin idle as long
-        is closed by the pool too, instead of being tried (and failing) one by one.
-        """
-        if origin is None:
-            return
-        # A lost update between two threads only keeps the smaller cutoff: harmless.
-        if last_used_at > self.stale_before.get(origin, float("-inf")):
-            self.stale_before[origin] = last_used_at
-        self.epoch += 1
 
     def track(self, host: str, port: int) -> _Tracker:
         """The tracker of a connection being opened now (in the context of an attempt)."""
@@ -440,12 +363,6 @@ def _keep_alive_header(raw: list[tuple[bytes, bytes]]) -> str | None:
     """The ``Keep-Alive`` response header (latin-1), joined if repeated; None if absent."""
     values = [v for k, v in raw if len(k) == 10 and k.lower() == b"keep-alive"]
     return b", ".join(values).decode("latin-1") if values else None
-
-
-def _origin_of(url: httpx.URL) -> Origin:
-    scheme = url.scheme.lower()
-    port = url.port if url.port is not None else _DEFAULT_PORTS.get(scheme, 0)
-    return Origin(scheme, url.host.lower(), port)
 
 
 def _body_info(stream: object) -> BodyInfo:
