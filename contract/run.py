@@ -129,19 +129,32 @@ def contract_venv(python: str, versions: dict[str, str]) -> Path:
     return venv
 
 
+# The suites' "tarpit" hosts: addresses their tests expect to swallow a SYN and leave the
+# connect to time out (urllib3's TARPIT_HOST 240.0.0.0, requests' 10.255.255.1), as they do
+# on a host with a default route. A namespace without one answers ENETUNREACH at once, and
+# tests written for a connect that hangs then race: urllib3's
+# test_http2_probe_blocked_per_thread expects three connects on three threads, and a connect
+# that fails in microseconds lets the thread pool hand the next one to the same thread.
+# Routed to loopback, where nothing answers for them, the SYN is dropped as upstream expects.
+TARPIT_ROUTES = ("240.0.0.0/4", "10.255.255.1/32")
+NETNS_SETUP = " && ".join(
+    ["ip link set lo up", *(f"ip route add {net} dev lo" for net in TARPIT_ROUTES)]
+)
+
+
 def netns_prefix() -> list[str]:
     """``unshare -n`` with loopback up when root allows it, else nothing (plain run)."""
     if shutil.which("unshare") is None or shutil.which("ip") is None:
         return []
     probe = subprocess.run(
-        ["unshare", "-n", "sh", "-c", "ip link set lo up && echo ok"],
+        ["unshare", "-n", "sh", "-c", f"{NETNS_SETUP} && echo ok"],
         capture_output=True,
         text=True,
         check=False,
     )
     if probe.returncode != 0 or probe.stdout.strip() != "ok":
         return []
-    return ["unshare", "-n", "sh", "-c", 'ip link set lo up && exec "$@"', "netns"]
+    return ["unshare", "-n", "sh", "-c", f'{NETNS_SETUP} && exec "$@"', "netns"]
 
 
 # -- running and reading a suite -----------------------------------------------------------
