@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -17,6 +20,7 @@ from contract.run import (  # noqa: E402 - the runner lives beside src/, not in 
     SKIPPED,
     Run,
     load_allowed,
+    netns_prefix,
     read_junit,
     regressions,
 )
@@ -72,3 +76,37 @@ def test_every_variant_names_a_suite_and_the_allow_list_has_reasons() -> None:
         if variant.plugin is not None:
             assert (ROOT / "contract" / "plugins" / f"{variant.plugin}.py").is_file()
     assert all(reason for reason in load_allowed().values())
+
+
+_CONNECT = """
+import socket, sys
+for host in sys.argv[1:]:
+    sock = socket.socket()
+    sock.settimeout(0.3)
+    try:
+        sock.connect((host, 9))
+    except TimeoutError:
+        print(host, "timeout")
+    except OSError as exc:
+        print(host, exc.errno)
+    else:
+        print(host, "connected")
+    finally:
+        sock.close()
+"""
+
+
+def test_the_namespace_drops_connects_to_the_tarpits() -> None:
+    """In the contract's namespace a tarpit swallows the SYN (timeout), as upstream expects."""
+    prefix = netns_prefix()
+    if not prefix:
+        pytest.skip("unshare -n with ip is not allowed here (needs root): runs are not isolated")
+    hosts = ["240.0.0.0", "10.255.255.1"]  # urllib3's TARPIT_HOST, requests' TARPIT
+    done = subprocess.run(
+        [*prefix, sys.executable, "-c", _CONNECT, *hosts],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    assert done.stdout.splitlines() == [f"{host} timeout" for host in hosts]
