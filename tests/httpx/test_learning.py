@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import socket
 import time
 from collections import Counter
 
@@ -12,8 +13,9 @@ import httpx
 import pytest
 
 import rstsafe.httpx
-from rstsafe import RetryPolicy
+from rstsafe import KeepAlive, RetryPolicy
 from rstsafe.core import Origin
+from rstsafe.httpx._network import _Backend, _Stream
 from rstsafe.httpx._state import _CURRENT, _Attempt, _Shared
 from rstsafe.testing import CloseAfterRequests, ConnectionEnd
 from rstsafe.testing._fixtures import ServerFactory
@@ -94,3 +96,45 @@ def test_a_connection_seen_closed_by_the_server_never_carries_a_request() -> Non
         _CURRENT.reset(token)
     assert attempt.tracker is None  # not bound: the request goes elsewhere
     assert tracker.life.bytes_sent == 0
+
+
+def test_a_connection_the_pool_is_closing_never_carries_a_request() -> None:
+    """Expired by rstsafe's rules, answered readable to the pool: a request it had assigned
+    writes nothing on it.
+
+    httpcore's pool closes every idle connection whose stream answers ``is_readable``
+    (through ``has_expired()``), after another task's pass may have assigned it a queued
+    request; the request started first and had its read cut by the close (trio's
+    "this socket was already closed", a ReadError with 50 tasks and a learned request
+    limit). Here the limit is configured: one request per connection.
+    """
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port = listener.getsockname()[1]
+        shared = _Shared(
+            KeepAlive(max_requests=1), RetryPolicy(retries=0), h2_prior_knowledge=False
+        )
+        stream = _Backend(shared, None).connect_tcp("127.0.0.1", port, timeout=5)
+        assert isinstance(stream, _Stream)
+        peer, _ = listener.accept()
+        with peer:
+            try:
+                tracker = stream._tracker
+                tracker.life.begin_attempt()
+                tracker.life.finish_request()
+                assert stream.get_extra_info("is_readable") is True  # the pool closes it
+                attempt = _Attempt(
+                    Origin("http", "127.0.0.1", port),
+                    httpx.Request("GET", f"http://127.0.0.1:{port}/"),
+                )
+                token = _CURRENT.set(attempt)
+                try:
+                    with pytest.raises(httpcore.ConnectionNotAvailable, match="pool is closing"):
+                        stream.write(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", timeout=5)
+                finally:
+                    _CURRENT.reset(token)
+                assert attempt.tracker is None  # not bound: the request goes elsewhere
+                assert tracker.life.bytes_sent == 0
+            finally:
+                stream.close()
+            peer.settimeout(5)
+            assert peer.recv(100) == b""  # the peer saw the close and not one byte

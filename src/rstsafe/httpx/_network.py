@@ -102,6 +102,9 @@ class _TrackedStream:
             ):
                 if tracker.ruled_out:
                     tracker.checked_idle(is_open=not self._readable())
+                # httpcore's pool closes every connection that answers True (its only
+                # caller, through has_expired()): no request may start on it now.
+                tracker.pool_closing = True
                 return True
             sock = self._polled_socket
             if sock is not None:
@@ -110,6 +113,7 @@ class _TrackedStream:
                 readable = bool(self._inner.get_extra_info(info))
             if readable:
                 tracker.checked_idle(is_open=False)  # closed by the server while idle
+                tracker.pool_closing = True
             return readable
         return self._inner.get_extra_info(info)
 

@@ -132,6 +132,7 @@ class _Tracker:
         "keepalive",
         "life",
         "multiplexed",
+        "pool_closing",
         "probe_for",
         "recheck_at",
         "ruled_out",
@@ -168,6 +169,10 @@ class _Tracker:
         # A liveness check found it closed by the server (FIN or RST) while idle: the
         # pool closes it, but a request it had already assigned to it may still start.
         self.server_closed = False
+        # httpcore's pool was told this idle connection has expired (readable, or past
+        # rstsafe's rules): it removes it and closes it, but a request it had already
+        # assigned to it may still start before the close.
+        self.pool_closing = False
 
     def wrote(self, size: int) -> None:
         """Count bytes about to be written; the first write of an attempt binds it here."""
@@ -184,6 +189,15 @@ class _Tracker:
 
                 raise httpcore.ConnectionNotAvailable(
                     "rstsafe: the server closed this connection while it was idle;"
+                    " this request goes on another connection"
+                )
+            if self.pool_closing:
+                # The same race when rstsafe's rules expired it (a TTL, a request
+                # limit): the pool closes it under the request once it has written.
+                import httpcore  # loaded by then (the pool runs); not at import
+
+                raise httpcore.ConnectionNotAvailable(
+                    "rstsafe: the pool is closing this expired connection;"
                     " this request goes on another connection"
                 )
             life = self.life
