@@ -16,7 +16,12 @@ chosen per call as httpcore's default does) and their streams:
   connection at a time, while other requests may already be connecting in its place
   (with 1,000 tasks, 20 connections and a server dropping them, 22 to 31 sockets were
   open at once). A connect waits until fewer than ``max_connections`` sockets of this
-  back end are open: closing comes before opening.
+  back end are open: closing comes before opening;
+* keep the origin's *witness* (``OriginKeepAlive.offer_witness``): when the pool closes
+  a connection rstsafe expired while it was still open, its socket may stay open,
+  unused, to be looked at by the next requests (seen open longer, it proves the server
+  keeps idle connections longer; closed, it bounds the server's timeout). It counts as
+  an open socket: a connect waiting for a place closes it first.
 """
 
 from __future__ import annotations
@@ -25,13 +30,14 @@ import select
 import ssl
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, cast
 
 import anyio
 import httpcore
 
 from rstsafe._compat.httpx import POLLED_STREAMS
+from rstsafe._core.keepalive import OriginKeepAlive
 from rstsafe.httpx._state import _Shared, _Tracker
 
 try:  # as httpcore: sniffio says whether trio runs; without it, asyncio is assumed
@@ -123,6 +129,47 @@ class _TrackedStream:
             return _socket_readable(sock)
         return bool(self._inner.get_extra_info("is_readable"))
 
+    def _kept_as_witness(self, close: Callable[[], None]) -> bool:
+        """Offer this connection, being closed by the pool, as its origin's witness.
+
+        Only a connection rstsafe expired for its idle time and found still open
+        (``witness_candidate``), nothing readable now; not one retired for its request
+        count or its lifetime (the user or the server asked for those to go). True:
+        kept; ``close`` closes it when the witness is released (seen closed, the
+        transport closed, a connect needing its place).
+        """
+        tracker = self._tracker
+        tracker.witness_candidate = False
+        life = tracker.life
+        if not life.requests_served or self._readable():
+            return False
+        now = tracker.shared.now()
+        if (
+            tracker.keepalive.expiry_reason(
+                created_at=life.created_at,
+                last_used_at=now,  # as if just used: only what is not idle time remains
+                requests_served=life.requests_served,
+                now=now,
+                requests_remaining=life.requests_remaining,
+                ttl_draw=0.0,
+                lifetime_draw=0.0,
+            )
+            is not None
+        ):
+            return False  # retired for its request count or its age: closed, as asked
+        gate = self._gate
+
+        def release() -> None:
+            gate.witnesses.pop(tracker, None)
+            close()
+
+        kept = tracker.keepalive.offer_witness(
+            self, last_used_at=life.last_used_at, created_at=life.created_at, close=release
+        )
+        if kept:
+            gate.witnesses[tracker] = tracker.keepalive
+        return kept
+
 
 def _socket_closed(sock: Any) -> bool:
     """True when ``sock`` (a raw socket from ``get_extra_info("socket")``) is closed."""
@@ -145,7 +192,15 @@ class _Gate:
     set by the close, with a short poll as a backstop.
     """
 
-    __slots__ = ("_condition", "_limit", "_opening", "_sockets", "_waiters")
+    __slots__ = (
+        "_condition",
+        "_limit",
+        "_opening",
+        "_sockets",
+        "_waiters",
+        "pending_closes",
+        "witnesses",
+    )
 
     def __init__(self, limit: int | None) -> None:
         self._limit = limit
@@ -153,6 +208,10 @@ class _Gate:
         self._opening = 0
         self._condition = threading.Condition()
         self._waiters: list[anyio.Event] = []
+        # Witnesses held for this back end's connections (their origins' states), and
+        # async streams released as witnesses, to close at the next await.
+        self.witnesses: dict[_Tracker, OriginKeepAlive] = {}
+        self.pending_closes: list[tuple[_Tracker, Any]] = []
 
     @property
     def open_sockets(self) -> int:
@@ -183,6 +242,9 @@ class _Gate:
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._condition:
             while not self._take():
+                if self.witnesses:
+                    self.release_witnesses()  # sync: closed now
+                    continue
                 wait = (
                     _GATE_POLL if deadline is None else min(_GATE_POLL, deadline - time.monotonic())
                 )
@@ -199,6 +261,10 @@ class _Gate:
             with self._condition:
                 if self._take():
                     return
+            if self.witnesses or self.pending_closes:
+                self.release_witnesses()
+                await self.aclose_pending()
+                continue
             wait = _GATE_POLL if deadline is None else min(_GATE_POLL, deadline - time.monotonic())
             if wait <= 0:
                 raise _gate_timeout(self._limit)
@@ -239,6 +305,25 @@ class _Gate:
             if self._sockets.pop(tracker, False) is not False:
                 self._wake()
 
+    def release_witnesses(self) -> None:
+        """Release every witness held for this back end's connections (closing them)."""
+        for state in list(self.witnesses.values()):
+            state.release_witness()
+        self.witnesses.clear()
+
+    def defer_close(self, tracker: _Tracker, stream: Any) -> None:
+        """An async stream released as a witness: closed at the next ``aclose_pending``."""
+        self.pending_closes.append((tracker, stream))
+
+    async def aclose_pending(self) -> None:
+        """Close the async streams released as witnesses since the last call."""
+        while self.pending_closes:
+            tracker, stream = self.pending_closes.pop()
+            try:
+                await stream.aclose()
+            finally:
+                self.closed(tracker)
+
     def _wake(self) -> None:
         self._condition.notify_all()
         waiters, self._waiters = self._waiters, []
@@ -266,6 +351,19 @@ class _WrappingBackend:
         """Sockets this back end has open or is opening now."""
         return self._gate.open_sockets
 
+    @property
+    def pending_closes(self) -> bool:
+        """Whether async streams released as witnesses wait for ``aclose_pending``."""
+        return bool(self._gate.pending_closes)
+
+    def release_witnesses(self) -> None:
+        """Release the witnesses of this back end's connections (the transport closes)."""
+        self._gate.release_witnesses()
+
+    async def aclose_pending(self) -> None:
+        """Close the async streams released as witnesses."""
+        await self._gate.aclose_pending()
+
 
 # ---------------------------------------------------------------------------------------
 # Sync.
@@ -286,6 +384,11 @@ class _Stream(_TrackedStream, httpcore.NetworkStream):
         self._inner.write(buffer, timeout)
 
     def close(self) -> None:
+        if self._tracker.witness_candidate and self._kept_as_witness(self._close_now):
+            return
+        self._close_now()
+
+    def _close_now(self) -> None:
         try:
             self._inner.close()
         finally:
@@ -400,10 +503,17 @@ class _AsyncStream(_TrackedStream, httpcore.AsyncNetworkStream):
                 raise
 
     async def aclose(self) -> None:
+        if self._tracker.witness_candidate and self._kept_as_witness(self._defer_close):
+            return
         try:
             await self._inner.aclose()
         finally:
             self._gate.closed(self._tracker)
+
+    def _defer_close(self) -> None:
+        # Released from sync code (OriginKeepAlive.check_witness): the back end closes
+        # it at its next await (AsyncTransport.handle_async_request, a connect, aclose).
+        self._gate.defer_close(self._tracker, self._inner)
 
     async def start_tls(
         self,
@@ -461,6 +571,8 @@ class _AsyncBackend(_WrappingBackend, httpcore.AsyncNetworkBackend):
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.AsyncNetworkStream:
         backend = self._backend()
+        if self._gate.pending_closes:
+            await self._gate.aclose_pending()
         await self._gate.aenter(timeout)
         try:
             stream = await backend.connect_tcp(host, port, timeout, local_address, socket_options)

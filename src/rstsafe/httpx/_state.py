@@ -16,6 +16,7 @@ import contextvars
 import os
 import socket
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import httpx
 
@@ -74,6 +75,12 @@ class _Shared(ClientShared):
         attempt = _CURRENT.get()
         origin = attempt.origin if attempt is not None else Origin("http", host.lower(), int(port))
         return _Tracker(self, origin)
+
+
+def witness_is_open(stream: Any) -> bool:
+    """``OriginKeepAlive.check_witness``'s question of a witness (a ``_network`` stream):
+    still open, nothing readable (no FIN, no data)?"""
+    return not stream._readable()
 
 
 class _Attempt:
@@ -141,6 +148,7 @@ class _Tracker:
         "shared",
         "stopped",
         "tls",
+        "witness_candidate",
     )
 
     def __init__(self, shared: _Shared, origin: Origin) -> None:
@@ -173,6 +181,10 @@ class _Tracker:
         # rstsafe's rules): it removes it and closes it, but a request it had already
         # assigned to it may still start before the close.
         self.pool_closing = False
+        # A liveness check found it idle past rstsafe's rules and still open: when the
+        # pool closes it, its socket may become the origin's witness
+        # (OriginKeepAlive.offer_witness) instead.
+        self.witness_candidate = False
 
     def wrote(self, size: int) -> None:
         """Count bytes about to be written; the first write of an attempt binds it here."""
@@ -293,7 +305,9 @@ class _Tracker:
         if not life.requests_served:
             return
         life.report_idle_check(self.keepalive, is_open=is_open)
-        if not is_open:
+        if is_open:
+            self.witness_candidate = True
+        else:
             self.shared.epoch += 1  # the learned TTL may have shortened
 
     def slices(self, buffer: bytes) -> Iterator[bytes] | None:

@@ -57,6 +57,7 @@ from rstsafe.httpx._state import (
     _body_info,
     _keep_alive_header,
     _Shared,
+    witness_is_open,
 )
 
 if TYPE_CHECKING:
@@ -111,7 +112,9 @@ class _RequestDriver:
         self._origin = shared.origin_of(request.url)
         self._attempt = _Attempt(self._origin)
         self._lazy_attempts: RequestAttempts | None = None
-        shared.state(self._origin).note_request()  # the retry budget's deposit
+        state = shared.state(self._origin)
+        state.note_request()  # the retry budget's deposit
+        state.check_witness(witness_is_open)  # seen open longer, or closed: learned
 
     @property
     def _attempts(self) -> RequestAttempts:
@@ -302,6 +305,7 @@ class _TransportMixin:
     _is_async: bool
     _shared: _Shared
     _pool: Any
+    _backend: _Backend | _AsyncBackend
 
     def _build(
         self,
@@ -409,6 +413,19 @@ class Transport(_TransportMixin, httpx.HTTPTransport):
         # Not httpx.HTTPTransport.__init__: all it does is build the pool, built here.
         self._build(args, kwargs, keepalive=keepalive, retry=retry, clock=clock)
 
+    def close(self) -> None:
+        """httpx's ``close``, and the origins' witnesses (see ``_network``) closed too."""
+        try:
+            super().close()
+        finally:
+            self._backend.release_witnesses()
+
+    def __exit__(self, *exc_info: Any) -> None:
+        try:
+            super().__exit__(*exc_info)
+        finally:
+            self._backend.release_witnesses()
+
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         """httpx's ``handle_request``, resending after a stale reused connection when safe."""
         driver = _RequestDriver(request, self._shared)
@@ -447,9 +464,26 @@ class AsyncTransport(_TransportMixin, httpx.AsyncHTTPTransport):
         # Not httpx.AsyncHTTPTransport.__init__: all it does is build the pool.
         self._build(args, kwargs, keepalive=keepalive, retry=retry, clock=clock)
 
+    async def aclose(self) -> None:
+        """httpx's ``aclose``, and the origins' witnesses (see ``_network``) closed too."""
+        try:
+            await super().aclose()
+        finally:
+            self._backend.release_witnesses()
+            await self._backend.aclose_pending()
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        try:
+            await super().__aexit__(*exc_info)
+        finally:
+            self._backend.release_witnesses()
+            await self._backend.aclose_pending()
+
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """httpx's ``handle_async_request``, resending after a stale connection when safe."""
         driver = _RequestDriver(request, self._shared)
+        if self._backend.pending_closes:  # witnesses released by the driver's look
+            await self._backend.aclose_pending()
         while True:
             token = driver.begin()
             try:
