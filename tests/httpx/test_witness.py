@@ -40,6 +40,17 @@ def _wait_until_ended(server: MisbehavingServer, count: int) -> list[ConnectionE
     return ends
 
 
+def _assert_settled_and_closed(server: MisbehavingServer) -> None:
+    """The first connection (the witness) and the one every later POST reused, both
+    closed by the client at the end; every POST executed once."""
+    assert len(server.connections) == 2
+    assert [r.requests for r in server.connections] == [1, POSTS - 1]
+    assert _wait_until_ended(server, 2) == [ConnectionEnd.CLIENT_CLOSED] * 2
+    paths = Counter(e.path for e in server.executed)
+    assert len(paths) == POSTS
+    assert set(paths.values()) == {1}
+
+
 def test_post_only_traffic_past_the_ttl_settles_on_few_connections(
     misbehaving_server: ServerFactory,
 ) -> None:
@@ -58,13 +69,7 @@ def test_post_only_traffic_past_the_ttl_settles_on_few_connections(
         assert held
         assert state.idle_ttl().before_jitter > PACE  # proven by the witness
     assert not state.witness_held  # the client's close released it
-    # The first connection (the witness) and the one every later POST reused.
-    assert len(server.connections) == 2
-    assert [r.requests for r in server.connections] == [1, POSTS - 1]
-    assert _wait_until_ended(server, 2) == [ConnectionEnd.CLIENT_CLOSED] * 2
-    paths = Counter(e.path for e in server.executed)
-    assert len(paths) == POSTS
-    assert set(paths.values()) == {1}
+    _assert_settled_and_closed(server)
 
 
 def test_a_connect_needing_the_witness_place_closes_it(
@@ -108,12 +113,7 @@ async def test_async_post_only_traffic_past_the_ttl_settles_on_few_connections(
         assert state.idle_ttl().before_jitter > PACE  # proven by the witness
     assert not state.witness_held
     assert not transport._backend.pending_closes  # closed, not just released
-    assert len(server.connections) == 2
-    assert [r.requests for r in server.connections] == [1, POSTS - 1]
-    assert _wait_until_ended(server, 2) == [ConnectionEnd.CLIENT_CLOSED] * 2
-    paths = Counter(e.path for e in server.executed)
-    assert len(paths) == POSTS
-    assert set(paths.values()) == {1}
+    _assert_settled_and_closed(server)
 
 
 @pytest.mark.anyio

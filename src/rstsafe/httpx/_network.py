@@ -511,8 +511,9 @@ class _AsyncStream(_TrackedStream, httpcore.AsyncNetworkStream):
             self._gate.closed(self._tracker)
 
     def _defer_close(self) -> None:
-        # Released from sync code (OriginKeepAlive.check_witness): the back end closes
-        # it at its next await (AsyncTransport.handle_async_request, a connect, aclose).
+        # Released from sync code (OriginKeepAlive.check_witness): closed at the next
+        # await that looks (AsyncTransport.handle_async_request and aclose, a connect
+        # waiting for a place).
         self._gate.defer_close(self._tracker, self._inner)
 
     async def start_tls(
@@ -571,8 +572,6 @@ class _AsyncBackend(_WrappingBackend, httpcore.AsyncNetworkBackend):
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.AsyncNetworkStream:
         backend = self._backend()
-        if self._gate.pending_closes:
-            await self._gate.aclose_pending()
         await self._gate.aenter(timeout)
         try:
             stream = await backend.connect_tcp(host, port, timeout, local_address, socket_options)

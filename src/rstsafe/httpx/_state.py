@@ -190,27 +190,23 @@ class _Tracker:
         """Count bytes about to be written; the first write of an attempt binds it here."""
         attempt = _CURRENT.get()
         if attempt is not None and attempt.tracker is None:
-            if self.server_closed:
+            if self.pool_closing or self.server_closed:
                 # httpcore assigns a queued request to an idle connection, then (another
-                # task's pass) finds the connection readable and closes it, awaiting
-                # other closes first: the request may start meanwhile, write, and have
-                # its read cut by that close (anyio's ClosedResourceError, a ReadError
-                # that tells nothing). Nothing is written: httpcore closes it and
-                # assigns another connection.
+                # task's pass) finds it expired (closed by the server, or past rstsafe's
+                # rules: a TTL, a request limit) and closes it, awaiting other closes
+                # first: the request may start meanwhile, write, and have its read cut by
+                # that close (trio's "already closed", anyio's ClosedResourceError: a
+                # ReadError that tells nothing). Nothing is written: httpcore closes it
+                # and assigns another connection.
                 import httpcore  # loaded by then (the pool runs); not at import
 
-                raise httpcore.ConnectionNotAvailable(
-                    "rstsafe: the server closed this connection while it was idle;"
-                    " this request goes on another connection"
+                why = (
+                    "the server closed this connection while it was idle"
+                    if self.server_closed
+                    else "the pool is closing this expired connection"
                 )
-            if self.pool_closing:
-                # The same race when rstsafe's rules expired it (a TTL, a request
-                # limit): the pool closes it under the request once it has written.
-                import httpcore  # loaded by then (the pool runs); not at import
-
                 raise httpcore.ConnectionNotAvailable(
-                    "rstsafe: the pool is closing this expired connection;"
-                    " this request goes on another connection"
+                    f"rstsafe: {why}; this request goes on another connection"
                 )
             life = self.life
             probe_for = self.probe_for
